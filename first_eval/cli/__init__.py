@@ -1,0 +1,51 @@
+"""``first-eval`` — the analysis command line.
+
+One module per sub-command; each defines ``register(app)``. Modules import torch and
+transformers only inside their command functions, so ``first-eval metrics`` stays NumPy-only.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from first_eval.errors import UserError
+
+app = typer.Typer(
+    name="first-eval",
+    help="Measure how trustworthy (accurate and calibrated) language models are.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Sub-command modules, in the order `--help` lists them.
+_COMMANDS = ("metrics",)
+
+
+def _register() -> None:
+    import importlib
+
+    for name in _COMMANDS:
+        importlib.import_module(f"first_eval.cli.{name}").register(app)
+
+
+def run_cli(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
+    """Run a Typer app, turning user errors into one line on stderr and exit status 2."""
+    try:
+        typer_app(args=argv, standalone_mode=True)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except FileNotFoundError as exc:
+        print(f"error: no such file: {exc.filename or exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register()
+    run_cli(app, argv)

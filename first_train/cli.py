@@ -14,6 +14,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _root() -> None:
+    """FIRST: fine-tune, extract a teacher's top-k store, calibrate it, distill students."""
+
+
 _COMMANDS: tuple[str, ...] = ()
 
 

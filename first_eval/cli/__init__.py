@@ -21,6 +21,12 @@ app = typer.Typer(
 )
 
 # Sub-command modules, in the order `--help` lists them.
+
+@app.callback()
+def _root() -> None:
+    """Measure how trustworthy (accurate and calibrated) language models are."""
+
+
 _COMMANDS = ("metrics",)
 
 

@@ -345,6 +345,7 @@ def test_rs_kd_is_unbiased_for_the_full_cross_entropy_value_and_gradient():
     logits = student.expand(1, n, v).clone().requires_grad_(True)
     per = rs_kd_loss(logits, ids, w.double(), reduction="none")[0]  # (n,)
     per.sum().backward()
+    per = per.detach()
     grads = logits.grad[0]  # (n, v): one gradient estimate per draw
 
     dense_ce = float(-(p_t * p_s.log()).sum())

@@ -175,7 +175,7 @@ def resolve(spec: str | ModelSpec) -> ModelSpec:
     if isinstance(spec, ModelSpec):
         return spec
     if not isinstance(spec, str) or not spec.strip():
-        raise UserError(f"empty model spec; {_LOCAL_HELP}")
+        raise UserError(f"empty model spec. {_LOCAL_HELP}")
     text = spec.strip()
     base, layers = text, None
     if ":layers=" in text:

@@ -39,6 +39,7 @@ logger. Callers that need the list use :func:`~first_eval.data.jsonl.read_jsonl`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -140,8 +141,8 @@ def _filter_split(items: list[Item], split: str | None, source: str) -> list[Ite
     if split is None:
         return items
     present = sorted({item.split for item in items if item.split})
-    if not present:
-        return items  # records carry no split: read_* already labelled them with `split`
+    if not present:  # the records carry no split: the file *is* the split
+        return [dataclasses.replace(item, split=split) for item in items]
     kept = [item for item in items if item.split == split]
     if not kept:
         raise UserError(f"{source} has no items of split {split!r}; it has {', '.join(present)}")
@@ -200,7 +201,7 @@ def load_dataset(
         if path.is_file():
             from first_eval.data.jsonl import read_jsonl
 
-            items, skipped = read_jsonl(path, skip_invalid=skip_invalid, split=split or "")
+            items, skipped = read_jsonl(path, skip_invalid=skip_invalid)
             _report_skipped(str(path), skipped)
         elif path.is_dir() or "/" in name or name.endswith((".jsonl", ".json")):
             if not path.is_dir() and (

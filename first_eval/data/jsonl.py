@@ -41,6 +41,9 @@ GENERIC = "generic"
 LABELED = "commonsenseqa"  # choices with labels + answerKey: CommonsenseQA, ARC, OpenBookQA
 
 
+_LAYOUT_NAMES = {GENERIC: "generic", LABELED: "CommonsenseQA/ARC/OpenBookQA"}
+
+
 class InvalidItem(ValueError):
     """A record that is not a valid multiple-choice item (the message says why)."""
 
@@ -173,13 +176,18 @@ def read_records(
     items: list[Item] = []
     skipped: list[str] = []
     seen: dict[str, str] = {}
-    layout = None
+    layout, layout_at = None, ""
     for index, (location, record) in enumerate(records, 1):
         try:
             if isinstance(record, InvalidItem):
                 raise record
             if layout is None:
-                layout = detect_layout(record)
+                layout, layout_at = detect_layout(record), location
+            elif isinstance(record, Mapping) and ("answerKey" in record) != (layout == LABELED):
+                raise InvalidItem(
+                    f"this record is not in the {_LAYOUT_NAMES[layout]} layout that the first "
+                    f"record ({layout_at}) set for the whole file"
+                )
             item = record_to_item(record, layout, default_id=f"{id_prefix}/{index}", split=split)
             if item.id in seen:
                 raise InvalidItem(f"duplicate id {item.id!r} (first at {seen[item.id]})")

@@ -4,9 +4,9 @@ Every loss takes the student's logits at the positions to be trained, ``(B, T, V
 teacher says about the same positions; positions are *aligned*: ``teacher_ids[b, t]`` describes the
 distribution that ``student_logits[b, t]`` must match (the caller does any causal shift). Ignored
 positions are dropped before any maths (boolean indexing), so padding may hold anything, and the
-default ``reduction="mean"`` divides by ``max(n_valid, 1)``: an all-false mask gives exactly 0 with a
-zero (finite) gradient. All maths is in log space (``log_softmax``, ``logsumexp``, ``xlogy``) in at
-least float32, whatever the input dtype.
+default ``reduction="mean"`` divides by ``max(n_valid, 1)``: an all-false mask gives exactly 0
+with a zero (finite) gradient. All maths is in log space (``log_softmax``, ``logsumexp``,
+``xlogy``) in at least float32, whatever the input dtype.
 
 =================  ==========================================================================
 loss               what the student matches
@@ -74,12 +74,17 @@ def _check_mask(mask: torch.Tensor | None, student_logits: torch.Tensor) -> torc
     return mask
 
 
-def _check_sparse_target(
+def _sparse_target(
     name: str,
     ids: torch.Tensor,
     values: torch.Tensor,
     student_logits: torch.Tensor,
-) -> None:
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate ids/values ``(B, T, k)``; return their valid rows ``(N, k)`` (ids as int64).
+
+    Only valid positions are checked: padding may hold any id (e.g. -100) or value.
+    """
     b, t, v = student_logits.shape
     if not isinstance(ids, torch.Tensor) or ids.dim() != 3 or tuple(ids.shape[:2]) != (b, t):
         raise ValueError(f"Expected {name}_ids of shape ({b}, {t}, k), got {_shape(ids)}")
@@ -93,6 +98,7 @@ def _check_sparse_target(
         raise ValueError(f"Expected floating-point {name} values, got {values.dtype}")
     if ids.shape[-1] < 1 or ids.shape[-1] > v:
         raise ValueError(f"Expected 1 <= k <= V={v} {name} tokens, got k={ids.shape[-1]}")
+    ids, values = ids[mask].long(), values[mask]
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= v):
         raise ValueError(
             f"Expected {name}_ids in [0, {v}), got range [{int(ids.min())}, {int(ids.max())}]"
@@ -100,6 +106,7 @@ def _check_sparse_target(
         )
     if values.numel() and not bool(((values >= 0) & torch.isfinite(values)).all()):
         raise ValueError(f"Expected finite, non-negative {name} values")
+    return ids, values
 
 
 def _check_reduction(reduction: str) -> None:
@@ -134,11 +141,15 @@ def _sparse_kl(
     mask: torch.Tensor,
     reduction: str,
 ) -> torch.Tensor:
-    """KL(target || renormalized student over ``ids``); ``target`` (B,T,k) sums to 1 per row."""
-    logits = _float(student_logits[mask])  # (N, V)
-    ids = ids[mask].long()  # (N, k)
-    target = target[mask].to(logits.dtype)  # (N, k)
-    log_q = torch.log_softmax(logits.gather(-1, ids), dim=-1)  # student renormalized over the k
+    """KL(target || student renormalized over the ids); ``ids``, ``target`` valid rows (N, k).
+
+    Gathers the k logits before selecting rows, so no (N, V) copy is made: the cost is O(B T k).
+    """
+    full_ids = torch.zeros(mask.shape + ids.shape[-1:], dtype=torch.long, device=ids.device)
+    full_ids[mask] = ids  # masked positions gather token 0, then are dropped
+    gathered = _float(student_logits.gather(-1, full_ids)[mask])  # (N, k)
+    log_q = torch.log_softmax(gathered, dim=-1)  # the full-vocabulary normalizer cancels
+    target = target.to(log_q.dtype)
     per_pos = (torch.special.xlogy(target, target) - target * log_q).sum(-1)
     return _reduce(per_pos, mask, reduction)
 
@@ -180,8 +191,8 @@ def first_loss(
     mask : bool Tensor of shape (B, T), default=None
         Positions to train; ``None`` means all.
     temperature_c : float, default=None
-        Re-shaping temperature ``c > 0``; ``None`` renormalizes ``p_T`` over the k instead (then this
-        is :func:`topk_kd_loss`).
+        Re-shaping temperature ``c > 0``; ``None`` renormalizes ``p_T`` over the k instead (then
+        this is :func:`topk_kd_loss`).
     reduction : {"mean", "sum", "none"}, default="mean"
         ``"mean"`` over valid positions (0 if there are none), ``"sum"``, or ``"none"`` for a
         ``(B, T)`` tensor with zeros at masked positions.
@@ -205,13 +216,13 @@ def first_loss(
     """
     _check_logits(student_logits)
     mask = _check_mask(mask, student_logits)
-    _check_sparse_target("teacher", teacher_ids, teacher_probs, student_logits)
+    ids, probs = _sparse_target("teacher", teacher_ids, teacher_probs, student_logits, mask)
     _check_reduction(reduction)
     if temperature_c is None:
-        target = _normalized(teacher_probs)
+        target = _normalized(probs)
     else:
-        target = reshape_topk(_float(teacher_probs), temperature_c)
-    return _sparse_kl(student_logits, teacher_ids, target, mask, reduction)
+        target = reshape_topk(_float(probs), temperature_c)
+    return _sparse_kl(student_logits, ids, target, mask, reduction)
 
 
 def topk_kd_loss(
@@ -271,11 +282,10 @@ def topk_rest_loss(
     """
     _check_logits(student_logits)
     mask = _check_mask(mask, student_logits)
-    _check_sparse_target("teacher", teacher_ids, teacher_probs, student_logits)
+    ids, p = _sparse_target("teacher", teacher_ids, teacher_probs, student_logits, mask)
     _check_reduction(reduction)
     logits = _float(student_logits[mask])  # (N, V)
-    ids = teacher_ids[mask].long()  # (N, k)
-    p = teacher_probs[mask].to(logits.dtype)  # (N, k)
+    p = p.to(logits.dtype)  # (N, k)
 
     lse_all = torch.logsumexp(logits, dim=-1, keepdim=True)  # (N, 1)
     log_q = logits.gather(-1, ids) - lse_all  # (N, k)
@@ -310,11 +320,11 @@ def rs_kd_loss(
         \mathbb{E}[\hat{\mathcal{L}}] = -\sum_v p_T(v) \log p_S(v)
                                       = \mathrm{KL}(p_T \| p_S) + H(p_T),
 
-    the full-vocabulary cross-entropy: its value is the dense KL up to the student-independent constant
-    ``H(p_T)``, and its gradient w.r.t. the student logits is an unbiased estimate of the dense KL's
-    gradient ``p_S - p_T``. ``p_S`` is the student's *full-vocabulary* softmax (no renormalization over
-    the sample — that would reintroduce the bias of top-k KD). :func:`sample_rs_tokens` uses
-    ``q = p_T``, so ``w = count/m`` and the weights of a position sum to 1.
+    the full-vocabulary cross-entropy: its value is the dense KL up to the student-independent
+    constant ``H(p_T)``, and its gradient w.r.t. the student logits is an unbiased estimate of the
+    dense KL's gradient ``p_S - p_T``. ``p_S`` is the student's *full-vocabulary* softmax (no
+    renormalization over the sample — that would reintroduce the bias of top-k KD).
+    :func:`sample_rs_tokens` uses ``q = p_T``, so ``w = count/m`` and a position's weights sum to 1.
 
     Parameters
     ----------
@@ -328,8 +338,8 @@ def rs_kd_loss(
 
     References
     ----------
-    .. [1] A. Anshumann et al., "Sparse Logit Sampling: Accelerating Knowledge Distillation in LLMs",
-       ACL 2025.
+    .. [1] A. Anshumann et al., "Sparse Logit Sampling: Accelerating Knowledge Distillation in
+       LLMs", ACL 2025.
 
     Examples
     --------
@@ -340,11 +350,10 @@ def rs_kd_loss(
     """
     _check_logits(student_logits)
     mask = _check_mask(mask, student_logits)
-    _check_sparse_target("sampled", sampled_ids, sampled_weights, student_logits)
+    ids, w = _sparse_target("sampled", sampled_ids, sampled_weights, student_logits, mask)
     _check_reduction(reduction)
     logits = _float(student_logits[mask])
-    ids = sampled_ids[mask].long()
-    w = sampled_weights[mask].to(logits.dtype)
+    w = w.to(logits.dtype)
     log_p = logits.gather(-1, ids) - torch.logsumexp(logits, dim=-1, keepdim=True)
     per_pos = -(w * log_p).sum(-1)
     return _reduce(per_pos, mask, reduction)
@@ -471,7 +480,8 @@ def ce_loss(
     1.3863
     """
     _check_logits(student_logits)
-    if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != tuple(student_logits.shape[:2]):
+    bt = tuple(student_logits.shape[:2])
+    if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != bt:
         raise ValueError(
             f"Expected labels of shape {tuple(student_logits.shape[:2])}, got {_shape(labels)}"
         )

@@ -19,9 +19,9 @@ Layout::
 
 A chunk file (safetensors) holds, for its n sequences and P positions: ``ids`` (P, k) uint16 (int32
 past 65,536 tokens), ``probs`` (P, 6) uint8 packed codes at k = 5 (:mod:`first_train.store.codec`),
-``offsets`` (n + 1,) int64, ``starts`` (n,) int32 — the token index of each sequence's first stored
-position, its rows being the consecutive positions from there — and one metadata entry with the
-sequence ids. An RS-KD file holds ``rs_ids`` (P, m) and ``rs_counts`` (P, m) uint8 (weight =
+``offsets`` (n + 1,) int64, ``starts`` (n,) int32 — the token index of each sequence's first
+stored position, its rows being the consecutive positions from there — and one metadata entry with
+the sequence ids. An RS-KD file holds ``rs_ids`` (P, m) and ``rs_counts`` (P, m) uint8 (weight =
 count / m, exact). A position costs 16 bytes at k = 5 (ids 10 + probabilities 6); per-sequence index
 data comes on top, amortized over the sequence's positions.
 

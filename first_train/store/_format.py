@@ -1,4 +1,4 @@
-"""Format constants, manifest validation and atomic file I/O shared by the store's writer and reader."""
+"""Format constants, manifest validation and atomic file I/O shared by writer and reader."""
 
 from __future__ import annotations
 

@@ -1,18 +1,18 @@
 """Compact encodings of a position's top-k: uint16 ids and the "rank-floor" probability codec.
 
-Each position's k probabilities are sorted in decreasing order (ids follow), so the r-th (0-based) is
-at most ``1 / (r + 1)`` whenever they sum to <= 1. Rank 0 gets 12 bits over [0, 1], every other rank
-9 bits over [0, 1 / (r + 1)], each rounded *down*::
+Each position's k probabilities are sorted in decreasing order (ids follow), so the r-th (0-based)
+is at most ``1 / (r + 1)`` whenever they sum to <= 1. Rank 0 gets 12 bits over [0, 1], every other
+rank 9 bits over [0, 1 / (r + 1)], each rounded *down*::
 
-    code_r = floor(p_r * (2**b_r - 1) * (r + 1)),    p_hat_r = code_r / ((2**b_r - 1) * (r + 1))
+    code_r = floor(p_r (2**b_r - 1) (r + 1) + 1e-3),    p_hat_r = code_r / ((2**b_r - 1) (r + 1))
 
 Hence ``0 <= p_r - p_hat_r < step_r = 1 / ((r + 1) (2**b_r - 1))`` — at k = 5: 2.4e-4, 9.8e-4,
-6.5e-4, 4.9e-4, 3.9e-4. No probability grows, zeros stay zero, and the decoded k sum to no more than
-the true k (<= 1), so the "rest of the mass" ``1 - sum`` is never negative. (Precisely: the floor is
-taken of ``x + 1e-3`` so that decoded float32 values re-encode to the same codes; a probability may
-thus grow by under 1e-3 of a step, < 1e-6.) Codes are bit-packed
-(LSB first, rank after rank) into ``ceil((12 + 9 (k - 1)) / 8)`` bytes: 6 at k = 5. With uint16 ids a
-position costs ``3k + 1`` bytes — 16 at k = 5, against 98,304 for a 49,152-token fp16 row.
+6.5e-4, 4.9e-4, 3.9e-4 — up to the 1e-3 guard, which makes decoded float32 values re-encode to the
+same codes and lets a probability grow by under 1e-3 of a step (< 2.5e-7). So zeros stay zero and
+the decoded k sum to no more than the true k (<= 1, to 1e-6): the "rest of the mass" ``1 - sum`` is
+never negative. Codes are bit-packed (LSB first, rank after rank) into
+``ceil((12 + 9 (k - 1)) / 8)`` bytes: 6 at k = 5. With uint16 ids a position costs ``3k + 1`` bytes
+— 16 at k = 5, against 98,304 for a 49,152-token fp16 row.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _levels_and_ranges(k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def prob_error_bound(k: int) -> tuple[float, ...]:
-    """Per-rank ``step_r``: ``0 <= p_r - decode(encode(p))_r < step_r`` for sorted rows summing <= 1.
+    """Per-rank ``step_r``: ``0 <= p_r - decode(encode(p))_r < step_r`` (sorted rows, sum <= 1).
 
     >>> [round(s, 6) for s in prob_error_bound(3)]
     [0.000244, 0.000978, 0.000652]

@@ -57,7 +57,8 @@ class StoreWriter:
     renamed, so a chunk exists whole or not at all. Opened on a partial directory, the writer reads
     its own chunks back, lists their sequences in :meth:`done_ids`, skips them in :meth:`add` and
     numbers new chunks after them: feeding the same sequence stream again gives files byte-identical
-    to an uninterrupted run. Sequences added since the last chunk are lost in a kill (re-added then).
+    to an uninterrupted run. Sequences added since the last chunk are lost in a kill (and are
+    simply added again).
 
     Parameters
     ----------
@@ -287,7 +288,9 @@ class StoreWriter:
                 raise ValueError("Expected finite, non-negative probabilities")
             worst = float(probs.sum(-1).max())
             if worst > 1 + _PROB_SUM_TOLERANCE:
-                raise ValueError(f"Expected each position's k probabilities to sum to <= 1, got {worst}")
+                raise ValueError(
+                    f"Expected each position's k probabilities to sum to <= 1, got {worst}"
+                )
         return ids, probs
 
     def _check_rs(self, rs_ids: Any, rs_weights: Any, n_rows: int) -> tuple[Any, Any]:
@@ -365,7 +368,9 @@ def finalize_store(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if len(totals) != 1:
         raise ValueError(f"Expected one num_shards across the writers, got {totals}")
     num_shards = totals[0]
-    unfinished = [i for i in range(num_shards) if not parts.get((i, num_shards), {}).get("complete")]
+    unfinished = [
+        i for i in range(num_shards) if not parts.get((i, num_shards), {}).get("complete")
+    ]
     if unfinished:
         raise ValueError(
             f"Expected all {num_shards} writers complete; missing or unfinished: {unfinished}"
@@ -374,7 +379,9 @@ def finalize_store(directory: str | os.PathLike[str]) -> dict[str, Any]:
     for i, part in enumerate(ordered[1:], start=1):
         diff = [key for key in SHARED_SETTINGS if part.get(key) != ordered[0].get(key)]
         if diff:
-            raise ValueError(f"Expected the same settings in every writer; writer {i} differs in {diff}")
+            raise ValueError(
+                f"Expected the same settings in every writer; writer {i} differs in {diff}"
+            )
     shards = [chunk for part in ordered for chunk in part["chunks"]]
     seen: set[SeqId] = set()
     for chunk in shards:
@@ -384,9 +391,8 @@ def finalize_store(directory: str | os.PathLike[str]) -> dict[str, Any]:
         ids = read_header(directory / chunk["file"])["seq_ids"]
         dup = seen.intersection(ids)
         if dup:
-            raise ValueError(
-                f"Expected unique sequence ids across shards, got duplicates {sorted(map(str, dup))[:5]}"
-            )
+            examples = sorted(map(str, dup))[:5]
+            raise ValueError(f"Expected unique sequence ids across shards, got {examples} twice")
         seen.update(ids)
     manifest = {key: ordered[0][key] for key in SHARED_SETTINGS}
     manifest.update(

@@ -130,7 +130,7 @@ def test_identical_inputs_give_zero(name):
     if name == "full":
         loss = full_kd_loss(logits, logits.clone())
     elif name == "first":
-        # FIRST's target is softmax(p / c): identical when the student's logits at the k ids are p / c.
+        # FIRST's target is softmax(p / c): matched when the student's logits at the ids are p / c
         c = 0.25
         student = torch.full((B, T, V), -30.0).scatter(-1, ids, probs / c)
         loss = first_loss(student, ids, probs, temperature_c=c)
@@ -144,7 +144,8 @@ def test_identical_inputs_give_zero(name):
 def test_first_loss_matches_brute_force(data, c):
     student, _, ids, probs, mask = data
     got = first_loss(student.double(), ids, probs.double(), mask, temperature_c=c)
-    assert float(got) == pytest.approx(brute_topk(student, ids, probs, mask, c), rel=1e-9, abs=1e-12)
+    expected = brute_topk(student, ids, probs, mask, c)
+    assert float(got) == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def test_topk_kd_loss_matches_brute_force_and_first_without_c(data):
@@ -225,7 +226,7 @@ ALL_LOSSES = {
     "rest": lambda s, d, m: topk_rest_loss(s, d[2], d[3], m),
     "full": lambda s, d, m: full_kd_loss(s, d[1], m),
     "rs": lambda s, d, m: rs_kd_loss(s, d[2], d[3], m),
-    "ce": lambda s, d, m: ce_loss(s, torch.where(m, d[2][..., 0], torch.full_like(m, -100, dtype=torch.long))),
+    "ce": lambda s, d, m: ce_loss(s, torch.where(m, d[2][..., 0], -100)),
 }
 
 
@@ -235,11 +236,15 @@ def test_masked_positions_do_not_contribute(data, name):
     f = ALL_LOSSES[name]
     base = f(student, data, mask)
     garbage = student.clone()
-    garbage[~mask] = float("nan")  # anything may sit at ignored positions
-    poisoned = f(garbage, data, mask)
+    garbage[~mask] = float("nan")  # anything may sit at ignored positions, in every input
+    student_, teacher, ids, probs, _ = data
+    teacher, ids, probs = teacher.clone(), ids.clone(), probs.clone()
+    teacher[~mask], ids[~mask], probs[~mask] = float("nan"), -100, float("nan")
+    poisoned_data = (student_, teacher, ids, probs, mask)
+    poisoned = f(garbage, poisoned_data, mask)
     assert torch.equal(base, poisoned)
     garbage.requires_grad_(True)
-    f(garbage, data, mask).backward()
+    f(garbage, poisoned_data, mask).backward()
     assert torch.isfinite(garbage.grad).all()
     assert (garbage.grad[~mask] == 0).all()
 
@@ -328,7 +333,8 @@ def test_sample_rs_tokens_is_deterministic_and_well_formed():
     dup = ids[..., 1:] == ids[..., :-1]
     assert (w[..., 1:][dup] == 0).all() and (w[..., 1:][~dup] > 0).all()
     probs_input = sample_rs_tokens(
-        torch.softmax(teacher, -1), 12, generator=torch.Generator().manual_seed(7), from_logits=False
+        torch.softmax(teacher, -1), 12, generator=torch.Generator().manual_seed(7),
+        from_logits=False,
     )
     assert torch.equal(probs_input[0], ids)
 

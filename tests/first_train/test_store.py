@@ -72,8 +72,8 @@ def dir_bytes(directory: Path) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- codec
 def random_sorted_rows(n: int, k: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(n, 40, generator=g, dtype=torch.float64) * torch.rand(n, 1, generator=g,
-                                                                                dtype=torch.float64) * 8
+    sharpness = torch.rand(n, 1, generator=g, dtype=torch.float64) * 8
+    logits = torch.randn(n, 40, generator=g, dtype=torch.float64) * sharpness
     rows = torch.softmax(logits, -1).topk(k, dim=-1).values
     special = torch.tensor(
         [[1.0] + [0.0] * (k - 1), [1.0 / k] * k, [0.0] * k, [0.5, 0.5] + [0.0] * (k - 2)],
@@ -269,7 +269,7 @@ def run_writer(directory: Path, kill_after: int) -> int:
 def test_kill_and_resume_gives_byte_identical_store(tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     write_store(clean, synthetic_sequences(19, rs_m=6), rs_samples=6)  # uninterrupted, here
-    assert run_writer(killed, kill_after=10) == -9  # SIGKILL after 10 sequences: 2 chunks + 2 buffered
+    assert run_writer(killed, kill_after=10) == -9  # SIGKILL at 10 sequences: 2 chunks + 2 buffered
     assert not (killed / "manifest.json").exists()
     assert sorted(p.name for p in killed.glob("topk-*")) == [
         "topk-00000-of-00001-000000.safetensors", "topk-00000-of-00001-000001.safetensors"]
@@ -348,7 +348,7 @@ def test_finalize_rejects_duplicates_and_mixed_settings(tmp_path):
     seqs = synthetic_sequences(4)
     write_store(tmp_path / "dup", seqs, shard_index=0, num_shards=2)
     write_store(tmp_path / "dup", seqs[:1], shard_index=1, num_shards=2)
-    with pytest.raises(ValueError, match="duplicates"):
+    with pytest.raises(ValueError, match="unique sequence ids"):
         finalize_store(tmp_path / "dup")
     write_store(tmp_path / "mix", seqs[:2], shard_index=0, num_shards=2)
     write_store(tmp_path / "mix", seqs[2:], shard_index=1, num_shards=2, dataset_hash="other")

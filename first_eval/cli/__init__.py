@@ -27,7 +27,7 @@ def _root() -> None:
     """Measure how trustworthy (accurate and calibrated) language models are."""
 
 
-_COMMANDS = ("metrics",)
+_COMMANDS = ("run", "metrics", "report", "knowledge")
 
 
 def _register() -> None:

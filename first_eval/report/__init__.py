@@ -1,0 +1,30 @@
+"""The study report: ``report.md`` and a self-contained ``index.html`` built from a run directory.
+
+``first-eval report DIR`` calls :func:`build_report` on a finished run: nothing is recomputed but
+the figures' data (reliability bins from the stored predictions). The figures come from
+:mod:`first_eval.plots`, the same functions the dashboard draws with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from first_eval import rundir
+from first_eval.fileio import write_text_atomic
+from first_eval.report.claims import Claim, check_claims
+from first_eval.report.html import render_html
+from first_eval.report.markdown import render_markdown
+
+__all__ = ["Claim", "build_report", "check_claims"]
+
+
+def build_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """(Re)write ``report.md`` and ``index.html`` of a run directory; returns their paths."""
+    run = rundir.load_run(run_dir)
+    claims = check_claims(run.results, run.metrics.get("comparisons", []), run.roles(),
+                          knowledge=run.knowledge, calibration=run.calibration)
+    md_path = run.path / rundir.REPORT_MD
+    html_path = run.path / rundir.REPORT_HTML
+    write_text_atomic(md_path, render_markdown(run, claims))
+    write_text_atomic(html_path, render_html(run, claims))
+    return md_path, html_path

@@ -218,11 +218,15 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def _stat_key(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
 def _cache_key(gguf_path: str) -> str:
-    stat = os.stat(gguf_path)
-    sha = _file_sha256(os.path.realpath(gguf_path), stat.st_size, stat.st_mtime_ns)
-    stem = re.sub(r"[^a-z0-9_.-]+", "-", Path(gguf_path).stem.lower()).strip("-.") or "model"
-    return f"{stem}-{sha[:16]}"
+    """``gguf-<first 16 hex digits of the SHA-256>``: the same bytes share one conversion."""
+    sha = _file_sha256(os.path.realpath(gguf_path), *_stat_key(gguf_path))
+    return f"gguf-{sha[:16]}"
 
 
 def _is_complete(directory: Path) -> bool:
@@ -332,7 +336,11 @@ def _convert_gguf(gguf_path: str, out: Path) -> None:
     model.load_state_dict(loaded.state_dict())
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    source = {"gguf": os.path.abspath(gguf_path), "dequantized_to": "float32"}
+    source = {
+        "gguf": os.path.abspath(gguf_path),
+        "sha256": _file_sha256(os.path.realpath(gguf_path), *_stat_key(gguf_path)),
+        "dequantized_to": "float32",
+    }
     (out / "first-source.json").write_text(json.dumps(source, indent=2) + "\n")
     logger.warning("converted %s in %.1f s", filename, time.perf_counter() - started)
 

@@ -27,7 +27,7 @@ repeat the country's adjective ("Japanese yen"), which makes that field the easi
 **Countries.** countryinfo 1.0.1 lists 256 entries (its ``data/`` and ``data_no_iso/``
 files). Entries without an ISO 3166 alpha-3 code are dropped and each alpha-3 code is kept
 once (the entry with the most usable fields: Myanmar over Burma, the United Kingdom over
-Wales), leaving 250 countries and territories. A country that lacks a field (Antarctica has
+Wales), leaving 251 countries and territories. A country that lacks a field (Antarctica has
 no capital; 15 territories have no currency, demonym or languages) simply has no question on
 it. Item ids are ``countries/<field>/<ISO alpha-3>``, e.g. ``countries/capital/FRA``; the
 item's ``subject`` is the field.

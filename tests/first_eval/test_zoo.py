@@ -189,11 +189,31 @@ def test_gguf_cache_is_keyed_by_content(tmp_path, cold_first_home, monkeypatch):
     c.write_bytes(b"GGUF two")
     dir_a = zoo.pretrained_path(str(a))
     assert zoo.pretrained_path(str(a)) == dir_a  # cache hit
+    assert zoo.pretrained_path(str(b)) == dir_a  # same bytes under another name
     assert len(calls) == 1
     assert Path(dir_a).parent == cold_first_home / "models"
-    assert zoo.pretrained_path(str(b)) != dir_a  # same bytes, other name: own directory
-    assert zoo.pretrained_path(str(c)).split("-")[-1] != dir_a.split("-")[-1]
-    assert len(calls) == 3
+    assert Path(dir_a).name.startswith("gguf-")
+    assert zoo.pretrained_path(str(c)) != dir_a
+    assert len(calls) == 2
+
+
+def test_a_copied_gguf_reuses_the_conversion(tmp_path, smollm2_tokenizer, monkeypatch):
+    """``smollm2-135m`` and a path to the same GGUF bytes share one cached conversion."""
+    import shutil
+
+    copy = tmp_path / "my-model.gguf"
+    shutil.copyfile(resolve("smollm2-135m").path, copy)
+    monkeypatch.setattr(zoo, "_convert_gguf", lambda *a: pytest.fail("converted again"))
+    assert zoo.pretrained_path(str(copy)) == zoo.pretrained_path("smollm2-135m")
+    assert len(zoo.load_tokenizer(str(copy))) == len(smollm2_tokenizer)
+
+
+def test_unreadable_gguf_is_a_user_error(tmp_path, cold_first_home):
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file at all")
+    with pytest.raises(UserError, match="cannot read GGUF file .*junk.gguf"):
+        load_model(str(junk))
+    assert [p.suffix for p in (cold_first_home / "models").iterdir()] == [".lock"]
 
 
 # --------------------------------------------------------------------------- local models

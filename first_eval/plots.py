@@ -59,8 +59,9 @@ METRIC_LABELS = {
     "smooth_ece": "smooth ECE", "brier": "Brier", "nll": "NLL", "auroc": "AUROC", "aurc": "AURC",
     "acc_at_80": "accuracy at 80% coverage", "classwise_ece": "classwise ECE",
 }
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50),
-               legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
+# Legends sit under the plot: above it they collide with the title once there are many models.
+_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=40),
+               legend=dict(orientation="h", yanchor="top", y=-0.16, xanchor="left", x=0))
 
 
 def model_colors(names: Iterable[str]) -> dict[str, str]:
@@ -197,7 +198,7 @@ def reliability_figure(
         custom = np.stack([lo_e, hi_e, b["counts"], b["conf"] - b["acc"]], axis=1)[nonempty]
         fig.add_trace(go.Scatter(
             x=b["conf"][nonempty], y=b["acc"][nonempty], mode="lines+markers", name=label,
-            legendgroup=name, line=dict(color=cmap[name], width=2), marker=dict(size=7),
+            legendgroup=escape_text(name), line=dict(color=cmap[name], width=2), marker=dict(size=7),
             error_y=err, customdata=custom,
             hovertemplate=(f"<b>{escape_text(name)}</b><br>bin [%{{customdata[0]:.2f}}, %{{customdata[1]:.2f}})"
                            "<br>n = %{customdata[2]:.0f}<br>confidence %{x:.3f}<br>accuracy %{y:.3f}"
@@ -206,7 +207,7 @@ def reliability_figure(
         if show_counts:
             centers = (lo_e + hi_e) / 2
             fig.add_trace(go.Bar(x=centers, y=b["counts"], width=(hi_e - lo_e) / max(len(diagrams), 1),
-                                 name=escape_text(name), legendgroup=name, showlegend=False,
+                                 name=escape_text(name), legendgroup=escape_text(name), showlegend=False,
                                  marker=dict(color=cmap[name]), opacity=0.8,
                                  hovertemplate=f"{escape_text(name)}: %{{y:.0f}} items<extra></extra>"),
                           row=2, col=1)
@@ -473,24 +474,34 @@ def trajectory_figure(
                     continue
                 fig.add_trace(go.Scatter(
                     x=[r["step"] for r in sub], y=[r[metric] for r in sub], mode="lines+markers",
-                    name=escape_text(f"{model} · {ds}" if ds else model), legendgroup=f"{model}|{ds}", showlegend=j == 1,
+                    name=escape_text(f"{model} · {ds}" if ds else model), showlegend=j == 1,
+                    legendgroup=escape_text(f"{model}|{ds}"),
                     line=dict(color=cmap[model], dash=dashes[datasets.index(ds) % len(dashes)]),
                     hovertemplate=f"{escape_text(model)} · {escape_text(ds)}<br>step %{{x}}<br>"
                                   f"{_label(metric)} %{{y:.4f}}<extra></extra>",
                 ), row=1, col=j)
         fig.update_xaxes(title_text="training step", row=1, col=j)
-    fig.update_layout(title=title, height=420, **_LAYOUT)
-    fig.update_layout(legend=dict(y=-0.25, yanchor="top"), margin=dict(t=80))
+    fig.update_layout(title=title, height=440, **_LAYOUT)
+    fig.update_layout(margin=dict(t=80))
     return fig
+
+
+METHOD_AXES = {
+    "first": "c (softmax(p / c) on top-k probabilities)",
+    "temperature": "T (softmax(log p / T))",
+}
 
 
 def temperature_grid_figure(
     entries: Sequence[Mapping],
     *,
-    title: str = "Temperature grid: ECE against c",
+    title: str = "Temperature grid: validation ECE against the temperature",
     colors: Mapping[str, str] | None = None,
 ) -> go.Figure:
-    """Validation ECE against the temperature ``c`` of each grid search, the chosen ``c`` marked.
+    """Validation ECE against the temperature of each grid search, the chosen value starred.
+
+    One panel per ``method`` (FIRST's ``c`` on probabilities and an ordinary temperature on
+    log-probabilities live on different scales); the dotted line is the ECE before re-shaping.
 
     Parameters
     ----------
@@ -502,26 +513,38 @@ def temperature_grid_figure(
     if not rows:
         return _empty(title, "no temperature grid recorded in this run")
     cmap = _colors((e["model"] for e in rows), colors)
-    fig = go.Figure()
+    methods = list(dict.fromkeys(str(e.get("method") or "") for e in rows))
+    fig = make_subplots(rows=1, cols=len(methods), horizontal_spacing=0.1,
+                        subplot_titles=[escape_text(m) if m else "" for m in methods])
+    seen: set[str] = set()
     for e in rows:
+        col = methods.index(str(e.get("method") or "")) + 1
+        model = e["model"]
         grid = np.asarray(e["grid"], dtype=float).reshape(-1, 2)
         grid = grid[np.argsort(grid[:, 0], kind="stable")]
-        name = f"{e['model']} ({e['method']})" if e.get("method") else e["model"]
-        fig.add_trace(go.Scatter(x=grid[:, 0], y=grid[:, 1], mode="lines+markers", name=escape_text(name),
-                                 line=dict(color=cmap[e["model"]]), marker=dict(size=5),
-                                 hovertemplate=f"{escape_text(name)}<br>c %{{x:.3f}}<br>ECE %{{y:.4f}}<extra></extra>"))
+        name = escape_text(model)
+        fig.add_trace(go.Scatter(x=grid[:, 0], y=grid[:, 1], mode="lines+markers", name=name, legendgroup=name,
+                                 showlegend=model not in seen, line=dict(color=cmap[model]), marker=dict(size=5),
+                                 hovertemplate=f"{name} ({escape_text(e.get('method', ''))})<br>%{{x:.3f}}"
+                                               "<br>ECE %{y:.4f}<extra></extra>"), row=1, col=col)
+        seen.add(model)
         t = e.get("temperature")
         if _finite(t):
-            at = float(np.interp(t, grid[:, 0], grid[:, 1])) if not _finite(e.get("ece_after")) else e["ece_after"]
-            fig.add_trace(go.Scatter(x=[t], y=[at], mode="markers", showlegend=False,
-                                     marker=dict(symbol="star", size=15, color=cmap[e["model"]],
+            at = e["ece_after"] if _finite(e.get("ece_after")) else float(np.interp(t, grid[:, 0], grid[:, 1]))
+            fig.add_trace(go.Scatter(x=[t], y=[at], mode="markers", showlegend=False, legendgroup=name,
+                                     marker=dict(symbol="star", size=15, color=cmap[model],
                                                  line=dict(width=1, color="black")),
-                                     hovertemplate=f"chosen c = {float(t):.3f}<br>ECE %{{y:.4f}}<extra></extra>"))
+                                     hovertemplate=f"{name}: chosen {float(t):.3f}<br>ECE %{{y:.4f}}<extra></extra>"),
+                          row=1, col=col)
         if _finite(e.get("ece_before")):
-            fig.add_hline(y=e["ece_before"], line=dict(color=cmap[e["model"]], dash="dot", width=1),
-                          annotation_text=f"{escape_text(e['model'])} before", annotation_position="top right")
-    fig.update_layout(title=title, xaxis_title="temperature c", yaxis_title="ECE (validation)", height=420,
-                      **_LAYOUT)
+            fig.add_trace(go.Scatter(x=[grid[0, 0], grid[-1, 0]], y=[e["ece_before"]] * 2, mode="lines",
+                                     showlegend=False, legendgroup=name,
+                                     line=dict(color=cmap[model], dash="dot", width=1),
+                                     hovertemplate=f"{name} before: ECE %{{y:.4f}}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text=METHOD_AXES.get(str(e.get("method")), "temperature"), row=1, col=col)
+    fig.update_yaxes(title_text="ECE (validation)", row=1, col=1)
+    fig.update_layout(title=title, height=420, **_LAYOUT)
+    fig.update_layout(margin=dict(t=80))
     return fig
 
 
@@ -603,10 +626,12 @@ def mass_at_k_figure(
         if band and band[0] in q and band[1] in q:
             fig.add_trace(go.Scatter(x=k + k[::-1], y=list(q[band[1]]) + list(q[band[0]])[::-1],
                                      fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0),
-                                     hoverinfo="skip", showlegend=False, legendgroup=label))
-        fig.add_trace(go.Scatter(x=k, y=s["mass_mean"], mode="lines+markers", name=escape_text(label), legendgroup=label,
+                                     hoverinfo="skip", showlegend=False, legendgroup=escape_text(label)))
+        fig.add_trace(go.Scatter(x=k, y=s["mass_mean"], mode="lines+markers", name=escape_text(label),
+                                 legendgroup=escape_text(label),
                                  line=dict(color=color, width=2), marker=dict(size=5),
-                                 hovertemplate=f"{escape_text(label)}<br>k = %{{x}}<br>mean mass %{{y:.3f}}<extra></extra>"))
+                                 hovertemplate=f"{escape_text(label)}<br>k = %{{x}}<br>mean mass %{{y:.3f}}"
+                                               "<extra></extra>"))
     fig.add_hline(y=threshold, line=dict(color="#999999", dash="dash", width=1),
                   annotation_text=f"{threshold:.0%}", annotation_position="bottom right")
     fig.add_vline(x=5, line=dict(color="#cccccc", dash="dot", width=1))
@@ -641,7 +666,8 @@ def kl_bytes_figure(
         if s.get("kl_full_vs_topk_mean") is not None:
             fig.add_trace(go.Scatter(x=k, y=s["kl_full_vs_topk_mean"], mode="lines+markers", name=escape_text(label),
                                      line=dict(color=cmap[label]), marker=dict(size=5),
-                                     hovertemplate=f"{escape_text(label)}<br>k = %{{x}}<br>KL %{{y:.4f}}<extra></extra>"),
+                                     hovertemplate=f"{escape_text(label)}<br>k = %{{x}}<br>KL %{{y:.4f}}"
+                                                   "<extra></extra>"),
                           row=1, col=1)
         if s.get("bytes_per_position") and not bytes_drawn:  # bytes depend on k and V only
             fig.add_trace(go.Scatter(x=k, y=s["bytes_per_position"], mode="lines+markers", name="top-k store",
@@ -651,7 +677,7 @@ def kl_bytes_figure(
             full_bytes = s.get("full_row_bytes_fp16")
     if full_bytes:
         fig.add_hline(y=full_bytes, line=dict(color="#D55E00", dash="dash"), row=1, col=2,
-                      annotation_text=f"full fp16 row: {int(full_bytes):,} B", annotation_position="bottom right")
+                      annotation_text=f"full fp16 row: {int(full_bytes):,} B", annotation_position="bottom left")
     fig.update_xaxes(title_text="k")
     fig.update_yaxes(type="log", row=1, col=2)
     fig.update_layout(title=title, height=400, **_LAYOUT)

@@ -1,0 +1,20 @@
+"""FIRST dashboard — compare models and runs interactively.
+
+    streamlit run app/main.py -- --reports DIR      # default: reports/
+
+Reads the run directories that ``first-eval run`` writes under DIR (and nothing outside it);
+never runs a model. Make a run first with ``make demo``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_APP_DIR = str(Path(__file__).resolve().parent)
+if _APP_DIR not in sys.path:  # `streamlit run` adds it; AppTest and plain imports may not
+    sys.path.insert(0, _APP_DIR)
+
+from first_dashboard.app import main  # noqa: E402
+
+main()

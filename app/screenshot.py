@@ -22,9 +22,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 APP = Path(__file__).resolve().parent / "main.py"
 CHROMIUM = "/usr/bin/chromium"
@@ -87,7 +88,8 @@ def serve(reports: str | os.PathLike, *, port: int | None = None, timeout: float
 class PageCheck:
     """What the browser saw."""
 
-    text: str
+    text: str  # the page's visible text
+    chart_text: list[str]  # every text element inside the Plotly charts (legends, titles, axes)
     exceptions: int
     charts: int
     screenshot: Path | None
@@ -96,38 +98,58 @@ class PageCheck:
     console_errors: list[str] = field(default_factory=list)
 
 
-def capture(url: str, out: str | os.PathLike | None, *, view: str | None = None, ready: str = CHART,
-            timeout: float = 90.0, width: int = 1400, height: int = 900) -> PageCheck:
-    """Open ``url`` (optionally ``?view=VIEW``), wait for ``ready`` (default: a drawn Plotly chart)
-    and then for Streamlit's running indicator to go, save a screenshot to ``out`` and return what
-    the page showed. Views without charts (Items) pass ``ready=TABLE``."""
-    from urllib.parse import quote
-
+@contextlib.contextmanager
+def browser() -> Iterator[object]:
+    """Headless Debian Chromium through Playwright, with the flags that work offline in containers."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def capture(url: str, out: str | os.PathLike | None, *, view: str | None = None, ready: str = CHART,
+            timeout: float = 90.0, width: int = 1400, height: int = 900, using=None,
+            interact: Callable[[Any], None] | None = None) -> PageCheck:
+    """Open ``url`` (optionally ``?view=VIEW``), wait for ``ready`` (default: a drawn Plotly chart)
+    and then for Streamlit's running indicator to go, save a screenshot to ``out`` and return what
+    the page showed. Views without charts (Items) pass ``ready=TABLE``. ``using``: a browser from
+    :func:`browser` to reuse (default: launch one for this page). ``interact(page)``: run after the
+    page is idle, before the screenshot (it should wait for what it changes)."""
+    from urllib.parse import quote
+
+    if using is None:
+        with browser() as b:
+            return capture(url, out, view=view, ready=ready, timeout=timeout, width=width, height=height, using=b,
+                           interact=interact)
     target = f"{url}/?view={quote(view)}" if view else url
     t0 = time.monotonic()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(target, wait_until="domcontentloaded", timeout=timeout * 1000)
-            page.wait_for_selector(ready, timeout=timeout * 1000)
+    page = using.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
+    try:
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(target, wait_until="domcontentloaded", timeout=timeout * 1000)
+        page.wait_for_selector(ready, timeout=timeout * 1000)
+        page.wait_for_selector(RUNNING, state="detached", timeout=timeout * 1000)
+        if interact is not None:
+            interact(page)
             page.wait_for_selector(RUNNING, state="detached", timeout=timeout * 1000)
-            page.wait_for_timeout(500)  # let the last charts finish their transition
-            shot = None
-            if out:
-                shot = Path(out)
-                shot.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(shot), full_page=False)
-            return PageCheck(text=page.inner_text("body"), exceptions=page.locator(EXCEPTION).count(),
-                             charts=page.locator(CHART_BOX).count(), screenshot=shot,
-                             seconds=time.monotonic() - t0, pwned=page.evaluate("window.__pwned ?? null"),
-                             console_errors=errors)
-        finally:
-            browser.close()
+        page.wait_for_timeout(500)  # let the last charts finish their transition
+        shot = None
+        if out:
+            shot = Path(out)
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot), full_page=False)
+        return PageCheck(text=page.inner_text("body"),
+                         chart_text=page.locator(f"{CHART_BOX} text").all_text_contents(),
+                         exceptions=page.locator(EXCEPTION).count(), charts=page.locator(CHART_BOX).count(),
+                         screenshot=shot, seconds=time.monotonic() - t0,
+                         pwned=page.evaluate("window.__pwned ?? null"), console_errors=errors)
+    finally:
+        page.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,10 +18,24 @@ from first_eval.report.markdown import render_markdown
 __all__ = ["Claim", "build_report", "check_claims"]
 
 
+def with_confidence(run) -> list[dict]:
+    """The run's result rows plus ``mean_confidence`` and ``confidence_gap`` (mean confidence − accuracy),
+    read from its predictions."""
+    from first_eval.predictions import group_predictions
+
+    conf = {(g.model, g.dataset): float(g.probs.max(axis=1).mean()) for g in group_predictions(run.predictions)}
+    rows = []
+    for r in run.results:
+        c = conf.get((r["model"], r["dataset"]))
+        extra = {} if c is None else {"mean_confidence": c, "confidence_gap": c - r["accuracy"]}
+        rows.append({**r, **extra})
+    return rows
+
+
 def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     """(Re)write ``report.md`` and ``index.html`` of a run directory; returns their paths."""
     run = rundir.load_run(run_dir)
-    claims = check_claims(run.results, run.metrics.get("comparisons", []), run.roles(),
+    claims = check_claims(with_confidence(run), run.metrics.get("comparisons", []), run.roles(),
                           knowledge=run.knowledge, calibration=run.calibration)
     md_path = run.path / rundir.REPORT_MD
     html_path = run.path / rundir.REPORT_HTML

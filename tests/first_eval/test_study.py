@@ -1,0 +1,221 @@
+"""`first-eval run`: config validation, a tiny study through the whole path, cache reuse, kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from first_eval.errors import UserError
+from first_eval.study.config import StudyConfig, default_config_path
+
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+
+
+# ------------------------------------------------------------------------------ config
+
+
+def test_default_config_is_valid():
+    cfg = StudyConfig.from_yaml(default_config_path())
+    kinds = {m.name: m.kind for m in cfg.models}
+    assert kinds["base"] == "spec" and kinds["teacher"] == "finetune" and kinds["teacher+ts"] == "posthoc"
+    assert {m.distill.loss for m in cfg.models if m.distill} == {"topk", "first", "rs-kd"}
+    assert [d.role for d in cfg.datasets] == ["in-domain", "near-ood", "far-ood"]
+    assert cfg.hash() == StudyConfig.from_yaml(default_config_path()).hash()
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["models"].append({"name": "base", "spec": "x"}), "used twice"),
+    (lambda c: c["models"].append({"name": "s", "distill": {"student": "x", "teacher": "ghost"}}), "unknown model 'ghost'"),
+    (lambda c: c["models"].append({"name": "s", "spec": "x", "finetune": {"model": "x"}}), "exactly one of"),
+    (lambda c: c["datasets"][0].update(role="sideways"), "role must be one of"),
+    (lambda c: c.update(comparisons=[["base", "nobody"]]), "unknown model 'nobody'"),
+    (lambda c: c.update(colour="blue"), "unknown key 'colour'"),
+    (lambda c: c["models"].append({"name": "s", "distill": {"student": "x", "teacher": "base", "loss": "magic"}}),
+     "loss must be one of"),
+    (lambda c: c.update(metrics={"bins": 0}), "bins"),
+])
+def test_bad_configs_are_one_clear_error(mutate, message):
+    cfg = {"name": "t", "datasets": [{"name": "countries", "role": "in-domain"}],
+           "models": [{"name": "base", "spec": "smollm2-135m"}]}
+    mutate(cfg)
+    with pytest.raises(UserError, match=message):
+        StudyConfig.from_dict(cfg)
+
+
+def test_bad_yaml_file(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        StudyConfig.from_yaml(bad)
+    with pytest.raises(UserError, match="no such config file"):
+        StudyConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_run_cli_bad_config_is_one_line(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("name: t\ndatasets: []\nmodels: []\n")
+    proc = subprocess.run([sys.executable, "-m", "first_eval.cli", "run", "--config", str(bad),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: study: needs at least one dataset and one model"]
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ a tiny study
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, smollm2_tokenizer):
+    """A 4-layer random Llama with the real SmolLM2 tokenizer, saved as an HF directory."""
+    from conftest import make_tiny_llama
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    model = make_tiny_llama(smollm2_tokenizer, num_hidden_layers=4)
+    model.save_pretrained(path, safe_serialization=True)
+    smollm2_tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_study(model_dir: Path) -> dict:
+    student = f"{model_dir}:layers=0,3"
+    common = {"dataset": "countries", "epochs": 1, "lr": 1e-3, "batch_size": 4, "limit": 16}
+    return {
+        "name": "tiny", "seed": 0,
+        "datasets": [{"name": "countries", "split": "test", "role": "in-domain", "limit": 12},
+                     {"name": "countries-ood", "role": "near-ood", "limit": 8},
+                     {"name": "mmlu", "role": "far-ood", "limit": 8}],
+        "models": [
+            {"name": "base", "spec": str(model_dir)},
+            {"name": "teacher", "finetune": {"model": str(model_dir), "save_every": 2, **common}},
+            {"name": "teacher+ts", "posthoc": {"model": "teacher", "method": "temperature", "folds": 2}},
+            {"name": "student-ce", "finetune": {"model": student, **common}},
+            {"name": "student-topk", "distill": {"student": student, "teacher": "teacher", "loss": "topk", "k": 5,
+                                                 **common}},
+            {"name": "student-first", "distill": {"student": student, "teacher": "teacher", "loss": "first", "k": 5,
+                                                  **common}},
+        ],
+        "scorer": {"template": "plain", "shots": 0, "batch_tokens": 2048},
+        "metrics": {"bins": 10, "scheme": "width", "bootstrap": 50},
+        "comparisons": [["student-first", "student-ce"], ["teacher", "base"]],
+        "trajectory": {"model": "teacher", "dataset": "countries"},
+        "knowledge": {"models": ["base", "teacher"], "dataset": "countries", "split": "test", "limit": 4, "max_k": 8},
+    }
+
+
+def _run(config: Path, out: Path, home: Path, **kw) -> subprocess.CompletedProcess:
+    env = dict(ENV, FIRST_HOME=str(home))
+    return subprocess.run([sys.executable, "-m", "first_eval.cli", "run", "--config", str(config), "--out", str(out),
+                           "--no-progress"], capture_output=True, text=True, env=env, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("study")
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_study(tiny_model_dir)))
+    home = root / "home"
+    t0 = time.monotonic()
+    proc = _run(config, root / "run1", home, timeout=900)
+    cold = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"root": root, "config": config, "home": home, "out": root / "run1", "log": proc.stderr, "cold": cold}
+
+
+def test_tiny_study_writes_the_run_directory(tiny_run):
+    out = tiny_run["out"]
+    for name in ("run.json", "metrics.json", "predictions.parquet", "report.md", "index.html",
+                 "trajectory.json", "knowledge.json", "calibration.json"):
+        assert (out / name).is_file(), name
+    log = tiny_run["log"]
+    assert "stages:" in log and "[1/" in log  # the stage list up front, then progress
+    metrics = json.loads((out / "metrics.json").read_text())
+    models = {r["model"] for r in metrics["results"]}
+    assert models == {"base", "teacher", "teacher+ts", "student-ce", "student-topk", "student-first"}
+    assert {r["dataset"] for r in metrics["results"]} == {"countries", "countries-ood", "mmlu"}
+    assert all("ece_ci" in r for r in metrics["results"])
+    assert {(c["model_a"], c["model_b"]) for c in metrics["comparisons"]} == {("student-first", "student-ce"),
+                                                                             ("teacher", "base")}
+    traj = json.loads((out / "trajectory.json").read_text())
+    assert [t["step"] for t in traj][0] == 0 and len(traj) >= 3  # base, checkpoints, final
+    cal = json.loads((out / "calibration.json").read_text())
+    assert cal[0]["ece_after"] <= cal[0]["ece_before"]
+    html = (out / "index.html").read_text()
+    assert "cdn.plot.ly" not in html and "<script src=" not in html  # self-contained
+    assert "What held and what did not" in html
+    md = (out / "report.md").read_text()
+    assert "## Headline metrics" in md and "student-first" in md
+
+
+def test_metrics_json_equals_the_metrics_command(tiny_run):
+    out = tiny_run["out"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    meta = metrics["metadata"]
+    proc = subprocess.run([sys.executable, "-m", "first_eval.cli", "metrics", str(out / "predictions.parquet"),
+                           "--json", "--bins", str(meta["bins"]), "--scheme", meta["scheme"],
+                           "--bootstrap", str(meta["bootstrap"]), "--seed", str(meta["seed"])],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"] == metrics["results"]
+
+
+def test_report_rebuilds_without_recomputing(tiny_run):
+    out = tiny_run["out"]
+    (out / "index.html").unlink()
+    before = (out / "metrics.json").read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "first_eval.cli", "report", str(out)], capture_output=True,
+                          text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "index.html").is_file() and (out / "metrics.json").read_bytes() == before
+
+
+def test_warm_rerun_uses_the_cache(tiny_run):
+    t0 = time.monotonic()
+    proc = _run(tiny_run["config"], tiny_run["root"] / "run2", tiny_run["home"], timeout=600)
+    warm = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = json.loads((tiny_run["out"] / "metrics.json").read_text())["results"]
+    b = json.loads((tiny_run["root"] / "run2" / "metrics.json").read_text())["results"]
+    assert a == b  # same inputs, same numbers
+    assert warm < tiny_run["cold"]
+    # Nothing was trained or scored again: no stage directory was added.
+    stages = sorted(p.name for p in (tiny_run["home"] / "stages").iterdir())
+    assert all((tiny_run["home"] / "stages" / s / "DONE").is_file() for s in stages)
+
+
+def test_a_killed_run_resumes_from_its_cache(tmp_path, tiny_model_dir):
+    cfg = tiny_study(tiny_model_dir)
+    cfg["models"] = cfg["models"][:3]  # base, teacher, teacher+ts
+    cfg["comparisons"], cfg["knowledge"] = [["teacher", "base"]], None
+    cfg["models"][1]["finetune"]["limit"] = 40
+    config = tmp_path / "s.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    home = tmp_path / "home"
+    env = dict(ENV, FIRST_HOME=str(home))
+    proc = subprocess.Popen([sys.executable, "-m", "first_eval.cli", "run", "--config", str(config),
+                             "--out", str(tmp_path / "run"), "--no-progress"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # Kill it once the teacher has written its first checkpoint, mid-fine-tuning.
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if list(home.glob("stages/finetune-*/model/checkpoints/step-*")):
+            break
+        if proc.poll() is not None:
+            pytest.fail("the run ended before it could be killed")
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "run" / "metrics.json").exists()  # nothing half-written as a result
+    done_before = {p.parent.name for p in home.glob("stages/*/DONE")}
+    resumed = _run(config, tmp_path / "run", home, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resum" in resumed.stderr.lower()  # the trainer picked up its checkpoint
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    assert done_before <= {p.parent.name for p in home.glob("stages/*/DONE")}

@@ -1,0 +1,78 @@
+"""Fine-tuning: cross-entropy on the answer letter of multiple-choice items (issue 4, item 1).
+
+This is how the default study's teacher is made (SmolLM2-135M on ``countries`` train) and the
+``ce`` baseline of the students. The loop is :func:`first_train.trainer.train`; this module only
+says what a batch's loss is and what identifies a run.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from first_train.config import FinetuneConfig
+from first_train.trainer import TrainResult, finished_run
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["answer_ce_objective", "model_identity", "run_finetune"]
+
+
+def answer_ce_objective(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    """Mean cross-entropy of the trained positions' targets (the answer letters)."""
+    from first_train.data import kept_logits
+    from first_train.losses import ce_loss
+
+    logits = kept_logits(model, batch)
+    return ce_loss(logits, batch["targets"][batch["keep"]].unsqueeze(0))
+
+
+def model_identity(spec: str) -> str:
+    """What identifies a model spec's weights, for content hashes.
+
+    A ``first-train`` output directory is identified by its run hash; any other local directory
+    by its files' names, sizes and modification times; built-in and hub specs by their name.
+    """
+    base, _, layers = spec.partition(":layers=")
+    path = Path(os.path.expanduser(base))
+    if path.is_dir():
+        done = finished_run(path)
+        if done is not None and "run_hash" in done:
+            ident = f"first-train:{done['run_hash']}"
+        else:
+            entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                             for p in path.rglob("*") if p.is_file() and "checkpoints" not in p.parts)
+            ident = "dir:" + hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+        return ident + (f":layers={layers}" if layers else "")
+    return spec
+
+
+def content_hash(obj: Any) -> str:
+    """16 hex digits of SHA-256 over canonical JSON."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_finetune(cfg: FinetuneConfig, *, accelerator: Any = None) -> TrainResult:
+    """Fine-tune ``cfg.model`` on ``cfg.dataset``/``cfg.split``; write an HF model dir to ``cfg.out``."""
+    from first_eval.zoo import load_model
+    from first_train.data import collate, dataset_fingerprint, load_examples
+    from first_train.trainer import train
+
+    model, tokenizer = load_model(cfg.model)
+    items, examples = load_examples(cfg.dataset, cfg.split, cfg.limit, tokenizer, template=cfg.template,
+                                    seed=cfg.seed, max_length=cfg.max_length)
+    data_hash = dataset_fingerprint(examples)
+    run_hash = content_hash({"stage": "finetune", "model": model_identity(cfg.model), "data": data_hash,
+                             "config": cfg.hashed_dict()})
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    record = {"stage": "finetune", "model": cfg.model, "dataset": cfg.dataset, "split": cfg.split,
+              "n_items": len(examples), "dataset_hash": data_hash, "config": cfg.to_dict()}
+    return train(model, tokenizer, examples, collate=functools.partial(collate, pad_id=pad_id, mode="response"),
+                 objective=answer_ce_objective, cfg=cfg, out=cfg.out, run_hash=run_hash, record=record,
+                 accelerator=accelerator, description="finetune")

@@ -266,3 +266,24 @@ def _synthetic_knowledge(models: Sequence[str], rng: np.random.Generator) -> dic
             summaries.append(summarize(top, positions=positions))
         entries.append({"model": model, "dataset": "synthetic", "summaries": summaries})
     return {"synthetic": True, "max_k": max_k, "models": entries}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m first_eval.synthetic DIR [--items N] [--seed S]``: a SYNTHETIC run to try the dashboard on."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m first_eval.synthetic",
+                                     description="Write a SYNTHETIC run directory (made-up numbers, not a "
+                                                 "measurement) to try the dashboard and the report on.")
+    parser.add_argument("directory", type=Path, help="run directory to write, e.g. reports/synthetic-demo")
+    parser.add_argument("--items", type=int, default=200, help="items per dataset (default: 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the CIs (default: 200)")
+    args = parser.parse_args(argv)
+    path = make_synthetic_run(args.directory, n_items=args.items, seed=args.seed, bootstrap=args.bootstrap)
+    print(f"wrote SYNTHETIC run {path}; view it with: streamlit run app/main.py -- --reports {path.parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

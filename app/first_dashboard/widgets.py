@@ -29,5 +29,9 @@ def chart(fig, key: str) -> None:
     st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})
 
 
-def download(label: str, data: bytes, file_name: str, key: str) -> None:
-    st.download_button(label, data, file_name=file_name, mime="text/csv", key=key, on_click="ignore")
+def download(label: str, frame, file_name: str, key: str) -> None:
+    """A CSV download of ``frame``, written only when clicked (a large table costs nothing until then)."""
+    from first_dashboard.compute import csv_bytes
+
+    st.download_button(label, lambda: csv_bytes(frame), file_name=file_name, mime="text/csv", key=key,
+                       on_click="ignore")

@@ -59,7 +59,7 @@ def downloads(monkeypatch):
     original = st.download_button
 
     def record(label, data, *args, **kwargs):
-        seen[kwargs.get("file_name") or label] = data
+        seen[kwargs.get("file_name") or label] = data() if callable(data) else data
         return original(label, data, *args, **kwargs)
 
     monkeypatch.setattr(st, "download_button", record)
@@ -136,7 +136,25 @@ def test_compare_paired_differences_scatter_and_disagreements(reports, monkeypat
     at = ok(app_for(reports, monkeypatch, "Compare"))
     ok(at.selectbox(key="cmp_a").set_value("student-first").run())
     ok(at.selectbox(key="cmp_b").set_value("teacher").run())
+    # the run's own comparison (metrics.json) is shown first, without recomputing
+    assert any("stored in metrics.json (50 resamples)" in c.value for c in at.caption)
+    stored = json.loads((reports / "synthetic-tiny" / "metrics.json").read_text())["comparisons"]
+    entry = next(c for c in stored if (c["model_a"], c["model_b"], c["dataset"]) == ("student-first", "teacher",
+                                                                                      "countries"))
+    row = at.dataframe[0].value.set_index("metric").loc["ECE"]
+    assert (row["difference"], row["ci_low"], row["ci_high"]) == pytest.approx(
+        (entry["differences"]["ece"]["difference"], *entry["differences"]["ece"]["ci"]))
+    ok(at.selectbox(key="cmp_a").set_value("teacher").run())  # the reverse pair: the same numbers, negated
+    ok(at.selectbox(key="cmp_b").set_value("student-first").run())
+    row = at.dataframe[0].value.set_index("metric").loc["ECE"]
+    assert (row["difference"], row["ci_low"], row["ci_high"]) == pytest.approx(
+        (-entry["differences"]["ece"]["difference"], -entry["differences"]["ece"]["ci"][1],
+         -entry["differences"]["ece"]["ci"][0]))
+    ok(at.selectbox(key="cmp_a").set_value("student-first").run())
+    ok(at.selectbox(key="cmp_b").set_value("teacher").run())
+    ok(at.toggle(key="cmp_live").set_value(True).run())
     ok(at.select_slider(key="cmp_resamples").set_value(200).run())
+    assert any("computed now (200 resamples" in c.value for c in at.caption)
     forest, scatter = figures(at)
     assert "student-first − teacher" in forest["layout"]["title"]["text"]
     diffs = at.dataframe[0].value
@@ -392,3 +410,18 @@ def test_markdown_contexts_escape_names(tmp_path, monkeypatch):
         for fig in figures(at):
             blob = json.dumps(fig)
             assert "<b>[evil]" not in blob, [k for k in blob.split('"') if "<b>[evil]" in k][:3]
+
+
+def test_synthetic_cli_writes_a_run_whose_metrics_match_the_metrics_core(tmp_path, capsys):
+    from first_eval.cli.metrics import compute_results
+    from first_eval.rundir import load_run
+    from first_eval.synthetic import main
+
+    assert main([str(tmp_path / "reports" / "demo"), "--items", "25", "--seed", "4", "--bootstrap", "20"]) == 0
+    assert "SYNTHETIC" in capsys.readouterr().out
+    run = load_run(tmp_path / "reports" / "demo")
+    assert run.info["synthetic"] is True and run.metrics["metadata"]["synthetic"] is True
+    fresh = compute_results(run.predictions, n_bins=10, scheme="width", bootstrap=0, seed=4)
+    for stored, again in zip(run.results, fresh):
+        assert {k: v for k, v in stored.items() if not k.endswith("_ci")} == pytest.approx(again)
+    assert run.trajectory and run.calibration and run.knowledge["models"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from first_dashboard.compute import LETTERS, csv_bytes, format_probs
+from first_dashboard.compute import LETTERS, format_probs
 from first_dashboard.data import Selection
 from first_dashboard.widgets import download
 
@@ -83,7 +83,7 @@ def render(sel: Selection) -> None:
         "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.3f"),
         "prompt": st.column_config.TextColumn("prompt", width="large"),
     })
-    download("Download filtered items (CSV)", csv_bytes(shown), "items.csv", key="dl_items")
+    download("Download filtered items (CSV)", shown, "items.csv", key="dl_items")
 
     if shown.empty:
         return

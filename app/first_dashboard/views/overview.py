@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from first_dashboard.compute import csv_bytes
 from first_dashboard.data import Selection
 from first_dashboard.widgets import chart, download
 from first_eval.plots import METRIC_LABELS, ece_accuracy_figure, id_ood_figure
@@ -48,8 +47,7 @@ def render(sel: Selection) -> None:
     st.dataframe(table, hide_index=True, column_config=config)
     st.caption("Click a column header to sort. Lower is better for ECE, MCE, RMS-CE, Brier, NLL, AURC; "
                "higher for accuracy and AUROC. CIs: bootstrap, as stored in metrics.json.")
-    download("Download metric table (CSV)", csv_bytes(metric_table(results, sel.roles)), "metrics.csv",
-             key="dl_metrics")
+    download("Download metric table (CSV)", metric_table(results, sel.roles), "metrics.csv", key="dl_metrics")
 
     left, right = st.columns(2)
     with left:

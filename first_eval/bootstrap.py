@@ -15,6 +15,9 @@ once (a batched FFT per bisection step). It is the costliest column; pass ``metr
 
 from __future__ import annotations
 
+import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -27,6 +30,8 @@ from first_eval.calibration.suite import METRIC_NAMES
 
 #: Items x resamples per block of work (about 16 MB of float64 counts).
 _BLOCK = 1 << 21
+#: Threads over blocks (at most; fewer on machines with fewer cores).
+_MAX_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -79,16 +84,20 @@ def _chunk_size(n: int) -> int:
     return max(1, _BLOCK // n)
 
 
-def _index_chunks(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
-    """Resample index rows in chunks; chunk j comes from its own child seed ``(seed, j)``.
+def _chunk_indices(n: int, n_resamples: int, seed: int, j: int) -> np.ndarray:
+    """Index rows of chunk j, from its own child seed ``(seed, j)``.
 
     The chunk size depends on n only, so resample i is the same for any ``n_resamples``.
     """
-    dtype = np.int32 if n < 2**31 else np.int64
     step = _chunk_size(n)
-    for j, start in enumerate(range(0, n_resamples, step)):
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(j,)))
-        yield rng.integers(0, n, size=(min(step, n_resamples - start), n), dtype=dtype)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(j,)))
+    size = (min(step, n_resamples - j * step), n)
+    return rng.integers(0, n, size=size, dtype=np.int32 if n < 2**31 else np.int64)
+
+
+def _index_chunks(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    for j in range(-(-n_resamples // _chunk_size(n))):
+        yield _chunk_indices(n, n_resamples, seed, j)
 
 
 def bootstrap_indices(n: int, *, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
@@ -103,14 +112,44 @@ def bootstrap_indices(n: int, *, n_resamples: int = 1000, seed: int = 0) -> np.n
     return np.concatenate(list(_index_chunks(int(n), n_resamples, seed)), axis=0)
 
 
+def _one_blas_thread():
+    """One BLAS thread per worker while resampling (threadpoolctl comes with scikit-learn)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # still correct, only slower on busy machines
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _MAX_WORKERS))
+
+
 def _resampled(engines: Sequence[ResampledMetrics], n: int, n_resamples: int, seed: int):
-    """Per-resample metric values for each engine on the same resamples: list of dicts of (B,)."""
-    parts: list[list[dict]] = [[] for _ in engines]
-    for idx in _index_chunks(n, n_resamples, seed):
-        for part, engine in zip(parts, engines):
-            part.append(engine.evaluate(engine.counts(idx)))
-    return [{k: np.concatenate([p[k] for p in part]) for k in engine.metrics}
-            for part, engine in zip(parts, engines)]
+    """Per-resample metric values for each engine on the same resamples: list of dicts of (B,).
+
+    Chunks of resamples are independent (own seeds, own counts), so they run on a few threads:
+    NumPy, SciPy's sparse products and FFTs release the GIL for the heavy work.
+    """
+    n_chunks = -(-n_resamples // _chunk_size(n))
+
+    def work(j: int) -> list[dict]:
+        idx = _chunk_indices(n, n_resamples, seed, j)
+        return [engine.evaluate(engine.counts(idx)) for engine in engines]
+
+    workers = min(_workers(), n_chunks)
+    with _one_blas_thread():
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                chunks = list(pool.map(work, range(n_chunks)))
+        else:
+            chunks = [work(j) for j in range(n_chunks)]
+    return [{k: np.concatenate([c[e][k] for c in chunks]) for k in engine.metrics}
+            for e, engine in enumerate(engines)]
 
 
 def bootstrap_metrics(probs, labels, *, n_resamples: int = 1000, seed: int = 0, n_bins: int = 10,

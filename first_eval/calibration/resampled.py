@@ -27,7 +27,7 @@ import scipy.sparse
 from first_eval.calibration import binning as _b
 from first_eval.calibration import metrics as _m
 from first_eval.calibration._checks import Forecasts
-from first_eval.calibration.smooth import smooth_ece_rows
+from first_eval.calibration.smooth import SmoothECE
 from first_eval.calibration.suite import COVERAGE, METRIC_NAMES
 
 _BINNED = ("ece", "mce", "rms_ce", "debiased_ece")
@@ -81,6 +81,8 @@ class ResampledMetrics:
             self.block_matrix = scipy.sparse.vstack(
                 [ones, ones.multiply(conf[None, :]).tocsr()], format="csr")
         self._plan_segments(conf, correct)
+        if "smooth_ece" in self.metrics:
+            self.smooth = SmoothECE(conf, conf - correct)
         if any(m in self.metrics for m in _PER_OPTION):
             self._plan_options(f, order)
 
@@ -131,7 +133,10 @@ class ResampledMetrics:
         labels = f.labels[order]
         real = (np.arange(n_opt)[None, :] < f.n_options[order][:, None]).astype(np.float64)
         onehot = (labels[:, None] == np.arange(n_opt)[None, :]) * real
-        self.option_totals = np.concatenate([real.T, (probs * real).T, onehot.T])  # (3K, n)
+        # totals per option: count (all n when no column is padding), sum of p, sum of y
+        self.all_real = bool(real.all())
+        rows = [(probs * real).T, onehot.T] if self.all_real else [real.T, (probs * real).T, onehot.T]
+        self.option_totals = np.concatenate(rows)
         self.options = []
         for k in range(n_opt):
             rows = np.flatnonzero(real[:, k])
@@ -194,7 +199,7 @@ class ResampledMetrics:
         if want & set(_PER_OPTION):
             out.update(self._per_option(c))
         if "smooth_ece" in want:
-            out["smooth_ece"] = smooth_ece_rows(self.conf, self.conf - self.correct, c.T)
+            out["smooth_ece"] = self.smooth.rows(c.T)
         return {k: out[k] for k in self.metrics}
 
     def _segments(self, c):
@@ -303,7 +308,10 @@ class ResampledMetrics:
 
     def _per_option(self, c):
         n_opt = len(self.options)
-        totals = _dot(self.option_totals, c).reshape(3, n_opt, -1)     # (3, K, B)
+        totals = _dot(self.option_totals, c)
+        if self.all_real:
+            totals = np.concatenate([np.full((n_opt, c.shape[1]), float(self.n)), totals])
+        totals = totals.reshape(3, n_opt, -1)                                    # (3, K, B)
         stats = []
         for k, (rows, bounds, vals, fullest) in enumerate(self.options):
             g = c[rows]
@@ -318,8 +326,10 @@ class ResampledMetrics:
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b without BLAS: these products are skinny, and BLAS threads only contend for them."""
-    return np.einsum("ki,ib->kb", a, b)
+    """(k, m) @ (m, B) for small k. BLAS is 2-4x faster than einsum here, but its threads
+    only contend on such skinny products: :mod:`first_eval.bootstrap` runs this with one BLAS
+    thread per worker."""
+    return a @ b
 
 
 def _count_at_most(cum: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ _MESH = 200          # relplot.config.smECE_mesh_pts
 _DENSITY_EPS = 1e-4  # BaseKernelMixin.smooth(eps=...)
 _SEARCH_EPS = 0.001  # smECE(eps=...)
 _REFINE = 10         # search_param(refine=...)
+_MARGIN = 1e-9       # relative margin for deciding the bisection by bounds
 
 
 def grid_size(sigma: float) -> int:
@@ -92,20 +93,29 @@ def _grid_matrix(f: np.ndarray, values: np.ndarray, e: int) -> scipy.sparse.csr_
 
 
 class _Grid:
-    """Grid values of residuals and ones for every weight row, at one grid size E.
+    """Grid values of residuals, |residuals| and ones for every weight row, at grid size E."""
 
-    ``weights_t`` is (n_items, n_rows), C-contiguous for the sparse product.
-    """
-
-    def __init__(self, f, r, weights_t, e):
+    def __init__(self, spread: scipy.sparse.csr_matrix, weights_t: np.ndarray, e: int):
         self.e = e
-        v_r = (_grid_matrix(f, r, e) @ weights_t).T          # (rows, e)
-        self.v_1 = np.ascontiguousarray((_grid_matrix(f, np.ones_like(r), e) @ weights_t).T)
+        v = (spread @ weights_t).T                           # (rows, 3e)
+        self.v_r = np.ascontiguousarray(v[:, :e])
+        self.v_abs = np.ascontiguousarray(v[:, e:2 * e])
+        self.v_1 = np.ascontiguousarray(v[:, 2 * e:])
         if e % 2:
-            self.coef = scipy.fft.dct(v_r, type=1, axis=1)
+            self.coef = scipy.fft.dct(self.v_r, type=1, axis=1)
         else:
-            ext = np.concatenate([v_r[:, e - 1:0:-1], v_r, v_r[:, e - 2::-1]], axis=1)
+            ext = np.concatenate([self.v_r[:, e - 1:0:-1], self.v_r, self.v_r[:, e - 2::-1]], axis=1)
             self.coef = scipy.fft.rfft(ext, n=_fft_length(e), axis=1)
+        self._sums: dict[float, np.ndarray] = {}
+
+    def bounds(self, rows, sigma: float):
+        """Lower and upper bounds of smooth_ece(sigma) for ``rows``, without the FFT."""
+        if sigma not in self._sums:
+            g = _sigma_parts(sigma, self.e)[3]
+            self._sums[sigma] = np.stack([self.v_r @ g, self.v_abs @ g,
+                                          self.v_1 @ g + _DENSITY_EPS * eval_size(sigma)])
+        signed, absolute, denominator = self._sums[sigma][:, rows]
+        return np.abs(signed) / denominator, absolute / denominator
 
     def smooth_ece(self, rows, sigma: float) -> np.ndarray:
         """relplot's smooth_ece(f, y, sigma) for the weight rows ``rows`` (index array or slice)."""
@@ -118,12 +128,15 @@ class _Grid:
             s = full[:, e - 1 + e // 2: e - 1 + e // 2 + e]
         at_t = s[:, inds] * (1 - res) + s[:, inds + 1] * res
         numerator = np.abs(at_t).sum(axis=1)
-        denominator = np.einsum("bj,j->b", self.v_1[rows], g) + _DENSITY_EPS * inds.shape[0]
+        denominator = self.v_1[rows] @ g + _DENSITY_EPS * inds.shape[0]
         return numerator / denominator
 
 
-def smooth_ece_rows(f: np.ndarray, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """relplot's ``smECE`` for each row of item weights.
+class SmoothECE:
+    """relplot's ``smECE`` of fixed (confidence, residual) pairs under many weight vectors.
+
+    The sparse matrices that spread items onto the grid depend only on the confidences, so
+    they are built once here and reused for every call of :meth:`rows`.
 
     Parameters
     ----------
@@ -131,51 +144,125 @@ def smooth_ece_rows(f: np.ndarray, r: np.ndarray, weights: np.ndarray) -> np.nda
         Confidences in [0, 1].
     r : ndarray of shape (n_items,)
         Residuals ``f - y`` (y = 1 if correct else 0).
+    """
+
+    def __init__(self, f: np.ndarray, r: np.ndarray):
+        self.f = np.asarray(f, dtype=np.float64)
+        self.r = np.asarray(r, dtype=np.float64)
+        self._spread: dict[int, scipy.sparse.csr_matrix] = {}
+
+    def spread(self, e: int) -> scipy.sparse.csr_matrix:
+        """(3e, n) sparse matrix: grid spreading of r, |r| and ones."""
+        if e not in self._spread:
+            self._spread[e] = scipy.sparse.vstack(
+                [_grid_matrix(self.f, v, e) for v in (self.r, np.abs(self.r), np.ones_like(self.r))],
+                format="csr")
+        return self._spread[e]
+
+    def rows(self, weights: np.ndarray) -> np.ndarray:
+        """smECE for each row of item weights.
+
+        Parameters
+        ----------
+        weights : ndarray of shape (n_rows, n_items)
+            Non-negative item weights; a row of ones is the plain metric, a row of bootstrap
+            counts equals the metric on the resampled items. Pass the transpose of a
+            C-ordered (n_items, n_rows) array to avoid a copy.
+
+        Returns
+        -------
+        ndarray of shape (n_rows,)
+        """
+        weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        b = weights.shape[0]
+        weights_t = np.ascontiguousarray(weights.T)  # no copy for a transposed C-ordered matrix
+        coarse = grid_size(1.0)
+        grids: dict[int, _Grid] = {}
+
+        def grid() -> _Grid:
+            if coarse not in grids:
+                grids[coarse] = _Grid(self.spread(coarse), weights_t, coarse)
+            return grids[coarse]
+
+        def evaluate(rows: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+            """smooth_ece for each (row, sigma) pair."""
+            out = np.empty(rows.shape[0])
+            for sigma in np.unique(sigmas):
+                pick = sigmas == sigma
+                sub = rows[pick]
+                e = grid_size(float(sigma))
+                if e == coarse:
+                    out[pick] = grid().smooth_ece(slice(None) if sub.size == b else sub, float(sigma))
+                else:  # small bandwidths need a finer grid: build it for these rows only
+                    fine = _Grid(self.spread(e), np.ascontiguousarray(weights_t[:, sub]), e)
+                    out[pick] = fine.smooth_ece(slice(None), float(sigma))
+            return out
+
+        def predicate(rows: np.ndarray, sigmas: np.ndarray):
+            """relplot's ``sigma < smooth_ece(sigma)``, and the value where it was computed.
+
+            Exact bounds decide most pairs without the FFT: |sum_t S_r(t)| <= sum_t |S_r(t)|
+            <= sum_t S_|r|(t), both linear in the grid values (the smoother's weights are
+            non-negative). Pairs the bounds leave open (1e-9 relative margin) get the FFT.
+            """
+            value = np.full(rows.shape[0], np.nan)
+            open_ = np.ones(rows.shape[0], dtype=bool)
+            result = np.zeros(rows.shape[0], dtype=bool)
+            for sigma in np.unique(sigmas):
+                if grid_size(float(sigma)) != coarse:
+                    continue
+                pick = np.flatnonzero(sigmas == sigma)
+                low, high = grid().bounds(rows[pick], float(sigma))
+                yes = low > sigma * (1 + _MARGIN)
+                no = high < sigma * (1 - _MARGIN)
+                result[pick[yes]] = True
+                open_[pick[yes | no]] = False
+            if open_.any():
+                value[open_] = evaluate(rows[open_], sigmas[open_])
+                result[open_] = sigmas[open_] < value[open_]
+            return result, value
+
+        all_rows = np.arange(b)
+        start = np.ones(b)
+        end = np.zeros(b)
+        first, value = predicate(all_rows, start)   # search_param returns 1 at once if true
+        searching = ~first
+        for _ in range(_REFINE):
+            rows = all_rows[searching]
+            if rows.size == 0:
+                break
+            mid = (start[rows] + end[rows]) / 2
+            cheap = mid < _SEARCH_EPS
+            accept = cheap.copy()
+            val = np.full(rows.shape[0], np.nan)
+            if (~cheap).any():
+                accept[~cheap], val[~cheap] = predicate(rows[~cheap], mid[~cheap])
+            end[rows[accept]] = mid[accept]
+            start[rows[~accept]] = mid[~accept]
+            value[rows[~accept]] = val[~accept]
+        unknown = np.flatnonzero(np.isnan(value))   # decided by bounds alone: value at the bracket
+        if unknown.size:
+            value[unknown] = evaluate(unknown, start[unknown])
+        return value
+
+
+def smooth_ece_rows(f: np.ndarray, r: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """relplot's ``smECE`` for each row of item weights: ``SmoothECE(f, r).rows(weights)``.
+
+    Parameters
+    ----------
+    f : ndarray of shape (n_items,)
+    r : ndarray of shape (n_items,)
     weights : ndarray of shape (n_rows, n_items)
-        Non-negative item weights; a row of ones is the plain metric, a row of bootstrap counts
-        equals the metric on the resampled items.
 
     Returns
     -------
     ndarray of shape (n_rows,)
+
+    Examples
+    --------
+    >>> f = np.array([0.9, 0.8, 0.6]); y = np.array([1.0, 0.0, 1.0])
+    >>> round(float(smooth_ece_rows(f, f - y, np.ones((1, 3)))[0]), 4)
+    0.1717
     """
-    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    b = weights.shape[0]
-    weights_t = np.ascontiguousarray(weights.T)  # no copy for a transposed C-ordered matrix
-    grids: dict[int, _Grid] = {}
-
-    def evaluate(rows: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
-        out = np.empty(rows.shape[0])
-        for sigma in np.unique(sigmas):
-            pick = sigmas == sigma
-            e = grid_size(float(sigma))
-            sub = rows[pick]
-            if e == grid_size(1.0):
-                if e not in grids:
-                    grids[e] = _Grid(f, r, weights_t, e)
-                which = slice(None) if sub.size == b else sub
-                out[pick] = grids[e].smooth_ece(which, float(sigma))
-            else:  # small bandwidths need a finer grid: build it for these rows only
-                grid = _Grid(f, r, np.ascontiguousarray(weights_t[:, sub]), e)
-                out[pick] = grid.smooth_ece(slice(None), float(sigma))
-        return out
-
-    all_rows = np.arange(b)
-    start = np.ones(b)
-    end = np.zeros(b)
-    value = evaluate(all_rows, start)
-    searching = ~(value > 1.0)          # search_param returns 1 at once if 1 < smooth_ece(1)
-    for _ in range(_REFINE):
-        rows = all_rows[searching]
-        if rows.size == 0:
-            break
-        mid = (start[rows] + end[rows]) / 2
-        cheap = mid < _SEARCH_EPS
-        val = np.full(rows.shape[0], np.nan)
-        if (~cheap).any():
-            val[~cheap] = evaluate(rows[~cheap], mid[~cheap])
-        accept = cheap | (mid < val)
-        end[rows[accept]] = mid[accept]
-        start[rows[~accept]] = mid[~accept]
-        value[rows[~accept]] = val[~accept]
-    return value
+    return SmoothECE(f, r).rows(weights)

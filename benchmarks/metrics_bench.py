@@ -1,0 +1,155 @@
+"""Benchmark: the metric suite and its bootstrap against netcal and resample-and-recompute loops.
+
+    .venv/bin/python benchmarks/metrics_bench.py            # 14,042 and 1,000,000 items
+    .venv/bin/python benchmarks/metrics_bench.py --quick    # 14,042 items only
+
+Data: seeded synthetic 4-option forecasts (softmax of Gaussian logits, labels drawn from a
+sharpened copy so the forecasts are over-confident), 14,042 items (the MMLU test size) and
+1,000,000 items. Times are wall-clock medians over repeats (CPU time in brackets: this machine
+is shared, and CPU time is what the code itself spends). Rows marked "extrapolated" ran fewer
+resamples and scale the time linearly to 1000.
+
+Baselines:
+- netcal ``ECE(bins=10).measure``: one ECE, no bootstrap.
+- naive loop: ``metric_suite(probs[idx], labels[idx])`` for each resample in a Python loop.
+- Kumar et al.'s ``uncertainty-calibration`` (``pip install uncertainty-calibration``, not a
+  project dependency): ``get_calibration_error_uncertainties(mode="top-label")``, its bootstrap
+  of one metric (100 resamples built in; at 1M items, 2 resamples through its own
+  ``bootstrap_uncertainty``). Skipped when the package is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from first_eval.bootstrap import bootstrap_ci, bootstrap_indices  # noqa: E402
+from first_eval.calibration import METRIC_NAMES, metric_suite  # noqa: E402
+
+WITHOUT_SMOOTH = [m for m in METRIC_NAMES if m != "smooth_ece"]
+
+
+def synthetic(n: int, k: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * 1.5
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    truth = p**0.6 / (p**0.6).sum(axis=1, keepdims=True)   # the model is over-confident
+    y = (rng.random(n)[:, None] > np.cumsum(truth, axis=1)).sum(axis=1).clip(0, k - 1)
+    return p, y
+
+
+def timed(fn, repeats: int):
+    """Median (wall, cpu) seconds over ``repeats`` calls."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def kumar_bootstrap(p, y, resamples: int):
+    """Kumar et al.'s own bootstrap of the top-label L2 calibration error, or None if absent."""
+    try:
+        import calibration as kumar
+        from calibration import utils as kumar_utils
+    except ImportError:
+        return None
+    if resamples == 100:
+        return lambda: kumar.get_calibration_error_uncertainties(p, y, p=2, mode="top-label")
+    data = list(zip(p, y))
+
+    def functional(d):
+        probs, labels = zip(*d)
+        return kumar.get_calibration_error(probs, labels, 2, debias=False, mode="top-label")
+
+    return lambda: kumar_utils.bootstrap_uncertainty(data, functional, num_samples=resamples)
+
+
+def naive_loop(p, y, resamples: int):
+    idx = bootstrap_indices(len(y), n_resamples=resamples, seed=0)
+    return lambda: [metric_suite(p[i], y[i]) for i in idx]
+
+
+def run(n: int, *, resamples: int, loop_resamples: int, kumar_resamples: int, repeats: int):
+    """Rows of (label, wall, cpu, per-1000 wall or None) for one data size."""
+    p, y = synthetic(n)
+    from netcal.metrics import ECE  # imported here: netcal pulls in torch and pyro
+
+    rows = []
+    w, c = timed(lambda: metric_suite(p, y), repeats)
+    rows.append(("metric_suite: all 15 metrics", w, c, None))
+    scale = 1000 / resamples
+    tag = "" if resamples == 1000 else f" [{resamples}, extrapolated x{scale:g}]"
+    w, c = timed(lambda: bootstrap_ci(p, y, n_resamples=resamples), repeats)
+    rows.append((f"bootstrap_ci: 1000 resamples, all metrics{tag}", w * scale, c * scale, "ours"))
+    w, c = timed(lambda: bootstrap_ci(p, y, n_resamples=resamples, metrics=WITHOUT_SMOOTH), repeats)
+    rows.append((f"  of which without smooth_ece{tag}", w * scale, c * scale, None))
+    w, c = timed(lambda: bootstrap_ci(p, y, n_resamples=resamples, metrics=["smooth_ece"]), repeats)
+    rows.append((f"  smooth_ece alone{tag}", w * scale, c * scale, None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w, c = timed(lambda: ECE(bins=10).measure(p, y), repeats)
+    rows.append(("netcal ECE(bins=10).measure: one ECE", w, c, None))
+    rows.append(("netcal ECE x 1000 (an ECE-only bootstrap, extrapolated)", w * 1000, c * 1000, "base"))
+    s = 1000 / loop_resamples
+    w, c = timed(naive_loop(p, y, loop_resamples), 1)
+    rows.append((f"naive loop: metric_suite per resample [{loop_resamples}, extrapolated x{s:g}]",
+                 w * s, c * s, "base"))
+    fn = kumar_bootstrap(p, y, kumar_resamples)
+    if fn is None:
+        rows.append(("Kumar et al. bootstrap: skipped (pip install uncertainty-calibration)",
+                     float("nan"), float("nan"), None))
+    else:
+        s = 1000 / kumar_resamples
+        w, c = timed(fn, 1)
+        rows.append((f"Kumar et al. top-label CE bootstrap [{kumar_resamples}, extrapolated x{s:g}]",
+                     w * s, c * s, "base"))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="14,042 items only")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats for the 14,042-item timings")
+    args = ap.parse_args(argv)
+
+    import scipy
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"FIRST metrics benchmark: Python {platform.python_version()}, NumPy {np.__version__}, "
+          f"SciPy {scipy.__version__}, {os.cpu_count()} CPUs, load average {load[0]:.1f} at start")
+    sizes = [(14_042, dict(resamples=1000, loop_resamples=100, kumar_resamples=100, repeats=args.repeats))]
+    if not args.quick:
+        sizes.append((1_000_000, dict(resamples=50, loop_resamples=3, kumar_resamples=2, repeats=1)))
+    for n, kwargs in sizes:
+        rows = run(n, **kwargs)
+        ours = next(r for r in rows if r[3] == "ours")
+        print(f"\n{n:,} items x 4 options (seed 0); wall-clock median of {kwargs['repeats']} "
+              f"[CPU time]; ratio = time / our bootstrap_ci")
+        width = max(len(r[0]) for r in rows)
+        print(f"{'':{width}}  {'seconds':>10}  {'[cpu]':>9}  {'ratio':>8}")
+        for label, wall, cpu, kind in rows:
+            ratio = f"{wall / ours[1]:8.1f}x" if kind in ("ours", "base") and wall == wall else ""
+            print(f"{label:{width}}  {wall:10.3f}  [{cpu:7.3f}]  {ratio:>8}")
+        per = ours[1] / 1000
+        print(f"our bootstrap per resample: {per * 1e3:.3f} ms wall, all {len(METRIC_NAMES)} metrics")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"\nload average {load[0]:.1f} at end")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -275,7 +275,7 @@ def _fast_gguf_reading() -> Iterator[None]:
     ~300k metadata parts through ``np.memmap`` indexing, and it rebuilds the same tensor-name
     map once per module (~400 times). Here a file is read into memory once and parsed once
     (a plain array, not a memmap), and the name map is memoized: the same code runs on the
-    same bytes, so the result is unchanged, while a cold conversion drops from ~45 s to ~15 s.
+    same bytes, so the result is unchanged, while a cold conversion drops from ~60 s to ~20 s of CPU time.
     Where the ``gguf`` internals differ from what this expects, nothing is patched.
     """
     import gguf
@@ -481,7 +481,7 @@ def load_model(
     ----------
     spec : str or ModelSpec
         See the module docstring. ``smollm2-135m`` is SmolLM2-135M-Instruct with 4-bit-quantized
-        (Q4_1) weights dequantized back to fp32; its first use converts them once (about 30 s).
+        (Q4_1) weights dequantized back to fp32; its first use converts them once (~20 s of CPU time).
     trust_remote_code : bool, default=False
         Allow model code shipped with a local directory or hub repository to run.
     dtype : torch.dtype or str, default=None

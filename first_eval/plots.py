@@ -58,6 +58,8 @@ METRIC_LABELS = {
     "accuracy": "accuracy", "ece": "ECE", "mce": "MCE", "rms_ce": "RMS-CE", "debiased_ece": "debiased ECE",
     "smooth_ece": "smooth ECE", "brier": "Brier", "nll": "NLL", "auroc": "AUROC", "aurc": "AURC",
     "acc_at_80": "accuracy at 80% coverage", "classwise_ece": "classwise ECE",
+    "brier_reliability": "Brier reliability", "brier_resolution": "Brier resolution",
+    "brier_uncertainty": "Brier uncertainty", "n": "items",
 }
 # Legends sit under the plot: above it they collide with the title once there are many models.
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=40),

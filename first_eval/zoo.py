@@ -275,7 +275,8 @@ def _fast_gguf_reading() -> Iterator[None]:
     ~300k metadata parts through ``np.memmap`` indexing, and it rebuilds the same tensor-name
     map once per module (~400 times). Here a file is read into memory once and parsed once
     (a plain array, not a memmap), and the name map is memoized: the same code runs on the
-    same bytes, so the result is unchanged, while a cold conversion drops from ~60 s to ~20 s of CPU time.
+    same bytes, so the result is unchanged, while a cold conversion drops from ~60 s to
+    ~20 s of CPU time.
     Where the ``gguf`` internals differ from what this expects, nothing is patched.
     """
     import gguf
@@ -372,7 +373,8 @@ def _check_local_dir(path: str) -> None:
     if "config.json" not in names:
         raise UserError(f"{path} is not a Hugging Face model directory (no config.json)")
     if not any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
-        if any(n.startswith("pytorch_model") and n.endswith((".bin", ".bin.index.json")) for n in names):
+        pickled = (".bin", ".bin.index.json")
+        if any(n.startswith("pytorch_model") and n.endswith(pickled) for n in names):
             raise UserError(
                 f"{path} holds only pytorch_model*.bin (pickle) weights; FIRST loads safetensors "
                 "only. Convert it once: AutoModelForCausalLM.from_pretrained(dir)"
@@ -481,7 +483,8 @@ def load_model(
     ----------
     spec : str or ModelSpec
         See the module docstring. ``smollm2-135m`` is SmolLM2-135M-Instruct with 4-bit-quantized
-        (Q4_1) weights dequantized back to fp32; its first use converts them once (~20 s of CPU time).
+        (Q4_1) weights dequantized back to fp32; its first use converts them once (~20 s of
+        CPU time).
     trust_remote_code : bool, default=False
         Allow model code shipped with a local directory or hub repository to run.
     dtype : torch.dtype or str, default=None

@@ -47,7 +47,7 @@ def _open(name_or_dir: str, split: str | None) -> Any:
     name, _, config = name_or_dir.partition(":")
     try:
         return datasets.load_dataset(name, config or None, split=split)
-    except Exception as exc:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ...)
+    except Exception as exc:  # many types: ConnectionError, DatasetNotFoundError, ...
         why = (
             "the Hugging Face hub is unreachable (offline mode)"
             if _offline()

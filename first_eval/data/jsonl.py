@@ -243,5 +243,6 @@ def read_jsonl(
         _lines(file), id_prefix=file.stem, skip_invalid=skip_invalid, split=split
     )
     if not items:
-        raise UserError(f"{file}: no valid items" + (f" ({len(skipped)} skipped)" if skipped else ""))
+        note = f" ({len(skipped)} skipped)" if skipped else ""
+        raise UserError(f"{file}: no valid items{note}")
     return items, skipped

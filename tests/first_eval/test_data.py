@@ -22,7 +22,8 @@ def test_item_is_frozen_and_validated():
     assert item.choices == ("a", "b") and item.answer_letter == "B"
     with pytest.raises(AttributeError):
         item.label = 0  # type: ignore[misc]
-    for choices, label in [(("a",), 0), (tuple("abcdefghijk"), 0), (("a", "b"), 2), (("a", "b"), -1)]:
+    bad = [(("a",), 0), (tuple("abcdefghijk"), 0), (("a", "b"), 2), (("a", "b"), -1)]
+    for choices, label in bad:
         with pytest.raises(ValueError, match="Expected"):
             Item("q", "Why?", choices, label)
     with pytest.raises(ValueError, match="integer label"):

@@ -136,7 +136,7 @@ def make_synthetic_run(
     -------
     Path
     """
-    from first_eval.calibration import metric_suite
+    from first_eval.calibration import expected_calibration_error, metric_suite
     from first_eval.cli.metrics import compute_comparisons, compute_results
 
     if not models or not datasets or n_items < 2:
@@ -223,9 +223,9 @@ def make_synthetic_run(
         ("first", np.round(np.arange(0.02, 1.0001, 0.02), 2), _reshape_top_probs),
         ("temperature", np.round(np.arange(0.5, 3.0001, 0.1), 2), _temperature),
     ):
-        grid = [[float(c), float(metric_suite(fn(p, c), labels, n_bins=n_bins)["ece"])] for c in grid_values]
+        grid = [[float(c), float(expected_calibration_error(fn(p, c), labels, n_bins=n_bins))] for c in grid_values]
         best = min(grid, key=lambda g: g[1])
-        before = float(metric_suite(p, labels, n_bins=n_bins)["ece"])
+        before = float(expected_calibration_error(p, labels, n_bins=n_bins))
         calibration.append({"model": teacher, "method": method, "temperature": best[0],
                             "ece_before": before, "ece_after": best[1], "grid": grid})
     write_json_atomic(root / rundir.CALIBRATION_FILE, calibration)

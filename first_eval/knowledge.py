@@ -76,15 +76,19 @@ def kl_full_vs_topk(top: TopK) -> np.ndarray:
 
 
 def store_bytes_per_position(k: int, vocab_size: int) -> int:
-    """Bytes a position takes in the top-k store: ids in the narrowest unsigned int, probs in one byte + one
-    two-byte head probability (see :mod:`first_train.store` for the exact format)."""
-    try:
-        from first_train.store import bytes_per_position_for
+    """Payload bytes a position takes in the top-k store (:mod:`first_train.store.codec`):
+    ids as uint16 (int32 past 65,536 tokens) plus the probabilities packed in 12 bits for rank 0
+    and 9 bits for each later rank — ``3k + 1`` bytes with uint16 ids, 16 at k = 5.
 
-        return int(bytes_per_position_for(k, vocab_size))
-    except ImportError:  # the store module is optional for this analysis
-        id_bytes = 2 if vocab_size <= 1 << 16 else 4
-        return k * id_bytes + (k + 1)
+    Computed here without importing torch; a test checks it against the store's own formula.
+
+    Examples
+    --------
+    >>> store_bytes_per_position(5, 49152)
+    16
+    """
+    id_bytes = 2 if vocab_size <= 1 << 16 else 4
+    return k * id_bytes + -(-(12 + 9 * (k - 1)) // 8)
 
 
 def summarize(top: TopK, *, positions: str) -> dict:

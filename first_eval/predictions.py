@@ -28,6 +28,7 @@ This module imports neither torch nor transformers.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -100,7 +101,8 @@ def _parse_jsonl(path: Path) -> tuple[list[dict], list[int]]:
 
 
 def _check_row(row: Mapping, where: str) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in row or row[c] is None]
+    missing = [c for c in REQUIRED_COLUMNS
+               if c not in row or row[c] is None or (isinstance(row[c], float) and math.isnan(row[c]))]
     if missing:
         raise UserError(f"{where}: missing field {', '.join(repr(m) for m in missing)}")
     for col in ("model", "dataset"):
@@ -127,6 +129,53 @@ def _check_row(row: Mapping, where: str) -> None:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def ragged_matrix(column: Iterable) -> tuple[np.ndarray, np.ndarray] | None:
+    """Zero-padded (n, max_len) float64 matrix and lengths from a column of number lists.
+
+    Returns None when some element is not a list/array of plain numbers (the caller then finds
+    and names the first bad row).
+    """
+    values = list(column)
+    try:
+        lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+    except TypeError:
+        return None
+    if len(values) == 0:
+        return np.zeros((0, 0)), lengths
+    if all(isinstance(v, np.ndarray) for v in values):
+        flat = np.concatenate(values) if lengths.sum() else np.zeros(0)
+    else:
+        items = list(itertools.chain.from_iterable(values))
+        if any(type(x) is bool for x in items):
+            return None
+        flat = np.asarray(items)
+    if flat.dtype.kind not in "fiu":
+        return None
+    width = int(lengths.max()) if len(lengths) else 0
+    matrix = np.zeros((len(values), width), dtype=np.float64)
+    rows = np.repeat(np.arange(len(values)), lengths)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    matrix[rows, cols] = flat
+    return matrix, lengths
+
+
+def _fast_columns_ok(frame: pd.DataFrame) -> bool:
+    """Vectorized version of the per-row type checks (True when every row passes them)."""
+    infer = pd.api.types.infer_dtype
+    for col in ("model", "dataset"):
+        if infer(frame[col], skipna=False) != "string" or not (frame[col].str.len() > 0).all():
+            return False
+    if infer(frame["id"], skipna=False) not in ("string", "integer"):
+        return False
+    labels = frame["label"]
+    if labels.dtype.kind == "f":
+        if not (np.isfinite(labels).all() and (labels == np.floor(labels)).all()):
+            return False
+    elif labels.dtype.kind not in "iu":
+        return labels.map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)).all()
+    return True
 
 
 def validate_frame(
@@ -167,20 +216,21 @@ def validate_frame(
     if missing:
         raise UserError(f"{source}: missing field {', '.join(repr(m) for m in missing)}")
     locs = locations if locations is not None else list(range(1, len(frame) + 1))
-    records = frame.to_dict("records")
-    for row, loc in zip(records, locs):
-        _check_row(row, _where(source, loc, location_kind))
+    has_null = frame[["model", "dataset", "id", "label"]].isna().to_numpy().any(axis=1)
+    packed = None if has_null.any() else ragged_matrix(frame["probs"])
+    if packed is None or not _fast_columns_ok(frame) or not (2 <= packed[1]).all() \
+            or not (packed[1] <= MAX_OPTIONS).all():
+        # Slow path: find and name the first bad row.
+        for row, loc in zip(frame.to_dict("records"), locs):
+            _check_row(row, _where(source, loc, location_kind))
+        packed = ragged_matrix(frame["probs"].map(lambda v: [float(x) for x in v]))
+    matrix, lengths = packed
+    labels = frame["label"].to_numpy().astype(np.int64)
 
-    lengths = np.fromiter((len(r["probs"]) for r in records), dtype=np.int64, count=len(records))
-    width = int(lengths.max())
-    matrix = np.zeros((len(records), width), dtype=np.float64)
-    for i, r in enumerate(records):
-        matrix[i, : lengths[i]] = np.asarray(r["probs"], dtype=np.float64)
-    labels = np.asarray([int(r["label"]) for r in records], dtype=np.int64)
-
-    def fail(mask: np.ndarray, message: str) -> None:
+    def fail(mask: np.ndarray, message) -> None:
         first = int(np.flatnonzero(mask)[0])
-        raise UserError(f"{_where(source, locs[first], location_kind)}: {message(first) if callable(message) else message}")
+        text = message(first) if callable(message) else message
+        raise UserError(f"{_where(source, locs[first], location_kind)}: {text}")
 
     finite = np.isfinite(matrix).all(axis=1)
     if not finite.all():
@@ -202,9 +252,10 @@ def validate_frame(
         fail(bad_label, lambda i: f"label {labels[i]} out of range for {lengths[i]} options")
 
     out = frame.copy()
-    out["id"] = [str(r["id"]) for r in records]
+    out["id"] = frame["id"].astype(str)
     out["label"] = labels
-    out["probs"] = [matrix[i, : lengths[i]].tolist() for i in range(len(records))]
+    flat_rows = matrix.tolist()
+    out["probs"] = [r[:n] for r, n in zip(flat_rows, lengths.tolist())]
     if "n_options" in out.columns:
         given = pd.to_numeric(out["n_options"], errors="coerce")
         given = given.where(given.notna(), pd.Series(lengths, index=out.index))
@@ -250,8 +301,6 @@ def read_predictions(path: str | os.PathLike, *, renormalize: bool = False) -> p
         rows, lines = _parse_jsonl(p)
         if not rows:
             raise UserError(f"{p}: no predictions (the file is empty)")
-        for row, line in zip(rows, lines):
-            _check_row(row, f"{p}:{line}")
         frame = pd.DataFrame.from_records(rows)
         return validate_frame(frame, source=str(p), locations=lines, location_kind="line",
                               renormalize=renormalize)
@@ -260,8 +309,6 @@ def read_predictions(path: str | os.PathLike, *, renormalize: bool = False) -> p
             frame = pd.read_parquet(p)
         except Exception as exc:  # pyarrow raises many types for a corrupt file
             raise UserError(f"{p}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
-        if "probs" in frame.columns:
-            frame["probs"] = [list(v) if v is not None else None for v in frame["probs"]]
         return validate_frame(frame, source=str(p), renormalize=renormalize)
     raise UserError(f"{p}: unknown predictions format {suffix!r}; expected .jsonl or .parquet")
 
@@ -310,12 +357,7 @@ def _jsonable(rec: Mapping) -> dict:
 def group_predictions(frame: pd.DataFrame) -> Iterator[PredictionGroup]:
     """Yield one :class:`PredictionGroup` per (model, dataset), in order of first appearance."""
     for (model, dataset), sub in frame.groupby(["model", "dataset"], sort=False):
-        n_opts = sub["n_options"].to_numpy(dtype=np.int64) if "n_options" in sub else \
-            np.fromiter((len(p) for p in sub["probs"]), dtype=np.int64)
-        width = int(n_opts.max())
-        matrix = np.zeros((len(sub), width), dtype=np.float64)
-        for i, p in enumerate(sub["probs"]):
-            matrix[i, : len(p)] = p
+        matrix, n_opts = ragged_matrix(sub["probs"])
         yield PredictionGroup(
             model=str(model),
             dataset=str(dataset),

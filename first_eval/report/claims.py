@@ -102,7 +102,9 @@ def check_claims(results: list[dict], comparisons: list[dict], roles: dict[str, 
         if cal.get("ece_before") is None:
             continue
         flags.append(cal["ece_after"] < cal["ece_before"])
-        parts.append(f"{cal.get('model', teacher)} ({cal.get('method')}): c = {cal['temperature']:.2f}, "
+        c = cal.get("temperature")
+        c_text = f"c = {c:.2f}" if c is not None else "no c beat the un-reshaped teacher"
+        parts.append(f"{cal.get('model', teacher)} ({cal.get('method')}): {c_text}, "
                      f"validation ECE {cal['ece_before']:.3f} → {cal['ece_after']:.3f}")
     claims.append(Claim("Re-shaping the teacher's top-k with a fitted temperature c lowers its ECE "
                         "(trustworthy maximization).", _verdict(flags), "; ".join(parts) or "not run"))

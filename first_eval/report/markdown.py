@@ -75,7 +75,8 @@ def render_markdown(run, claims: list[Claim]) -> str:
     if run.calibration:
         out += ["", "## Trustworthy maximization (teacher, validation split)", ""]
         out.append(_table(["model", "method", "temperature", "ECE before", "ECE after"],
-                          [[c.get("model", ""), c.get("method", ""), f"{c['temperature']:.3f}",
+                          [[c.get("model", ""), c.get("method", ""),
+                            "none" if c.get("temperature") is None else f"{c['temperature']:.3f}",
                             f"{c['ece_before']:.4f}", f"{c['ece_after']:.4f}"] for c in run.calibration]))
     if run.trajectory:
         out += ["", "## Across fine-tuning checkpoints", ""]

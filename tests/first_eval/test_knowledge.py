@@ -58,3 +58,12 @@ def test_summary_fields():
     assert np.all(np.diff(s["kl_full_vs_topk_mean"]) <= 1e-12)
     assert sum(s["mass5_histogram"]["counts"]) == 30
     assert s["full_row_bytes_fp16"] == 80
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 8, 20])
+@pytest.mark.parametrize("vocab", [49152, 100_000])
+def test_bytes_formula_matches_the_store(k, vocab):
+    from first_eval.knowledge import store_bytes_per_position
+    from first_train.store.codec import payload_bytes_per_position
+
+    assert store_bytes_per_position(k, vocab) == payload_bytes_per_position(k, vocab)

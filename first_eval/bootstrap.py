@@ -8,9 +8,13 @@ counts by :class:`first_eval.calibration.resampled.ResampledMetrics` — not by 
 recomputes — and equal :func:`first_eval.calibration.metric_suite` on
 ``probs[idx], labels[idx]``.
 
-Smooth ECE is included like every other metric: its bandwidth search runs for all resamples at
-once (a batched FFT per bisection step). It is the costliest column; pass ``metrics`` without
-``"smooth_ece"`` to skip it.
+Smooth ECE is included like every other metric: relplot's bandwidth bisection runs for all
+resamples at once, each step settled by exact bounds or a batched DCT (see
+:class:`first_eval.calibration.smooth.SmoothECE`). It is the costliest column; pass ``metrics``
+without ``"smooth_ece"`` to skip it.
+
+Chunks of resamples run on up to four threads (one BLAS thread each); results do not depend on
+the number of threads.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ are the items sorted once by confidence (ties wrong-before-right):
   wrong items; a confidence value shared by right and wrong items is a tie block of two
   segments); then cumulative sums over segments, harmonic numbers for runs of equal confidence;
 * classwise ECE and the Brier decomposition: per option, rows regrouped by that option's bin;
-* smooth ECE: counts spread onto relplot's grid, then one batched FFT per bisection step.
+* smooth ECE: counts spread onto relplot's grid once; each bisection step is decided by exact
+  linear bounds where they suffice and by a batched DCT for the rest
+  (:class:`first_eval.calibration.smooth.SmoothECE`).
 
 Each result equals the plain metric on ``np.take(..., idx)`` for the resample's index vector
 (tested to 1e-12), because the plain metrics are invariant to item order.

@@ -90,6 +90,17 @@ def test_same_seed_same_result_and_resamples_are_a_prefix():
     assert np.array_equal(few, many[:50])
 
 
+def test_threads_do_not_change_results(monkeypatch):
+    import first_eval.bootstrap as bootstrap
+
+    p, y = forecasts(20000, seed=14)
+    threaded = bootstrap_metrics(p, y, n_resamples=220, seed=6, metrics=["ece", "smooth_ece"])
+    monkeypatch.setattr(bootstrap, "_MAX_WORKERS", 1)
+    serial = bootstrap_metrics(p, y, n_resamples=220, seed=6, metrics=["ece", "smooth_ece"])
+    for name in threaded:
+        assert np.array_equal(threaded[name], serial[name]), name
+
+
 def test_intervals_are_sensible():
     p, y = forecasts(2000, seed=9)
     point = metric_suite(p, y)

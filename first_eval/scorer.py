@@ -55,7 +55,7 @@ from first_eval.prompts import LETTERS, MCItem, build_prompt, letter_prefix
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["ItemScore", "Scorer"]
+__all__ = ["ItemScore", "Scorer", "process_state"]
 
 _MIN_SHARED_PREFIX = 16
 """Cache a shared prefix only when it is at least this many tokens (below that it costs more)."""
@@ -244,7 +244,7 @@ class Scorer:
         the merged list.
         """
         items = list(items)
-        state = _distributed_state()
+        state = process_state()
         if state is None:
             return self._score_local(items)
         from accelerate.utils import gather_object
@@ -472,11 +472,18 @@ def _budget_batches(order: list[int], lengths: list[int], budget: int) -> Iterat
         yield batch
 
 
-def _distributed_state() -> Any:
-    """accelerate's PartialState when running under several processes, else None."""
+def process_state() -> Any:
+    """accelerate's ``PartialState`` when running under several processes, else None.
+
+    On machines without CUDA (or with ``ACCELERATE_USE_CPU=true``, as ``accelerate launch --cpu``
+    sets) the processes join a CPU (gloo) group.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") \
+        or not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)
     return state if state.num_processes > 1 else None

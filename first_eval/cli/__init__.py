@@ -27,7 +27,7 @@ def _root() -> None:
     """Measure how trustworthy (accurate and calibrated) language models are."""
 
 
-_COMMANDS = ("run", "metrics", "report", "knowledge")
+_COMMANDS = ("run", "score", "metrics", "report", "knowledge")
 
 
 def _register() -> None:

@@ -20,7 +20,7 @@ def _root() -> None:
     """FIRST: fine-tune, extract a teacher's top-k store, calibrate it, distill students."""
 
 
-_COMMANDS: tuple[str, ...] = ()
+_COMMANDS: tuple[str, ...] = ("finetune", "extract", "calibrate", "distill", "pipeline")
 
 
 def _register() -> None:

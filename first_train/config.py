@@ -58,7 +58,7 @@ class StageConfig:
             raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
         try:
             return cls(**data)
-        except TypeError as exc:  # a missing required key
+        except (TypeError, UserError) as exc:  # a missing required key, a value out of range
             raise UserError(f"{where}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:

@@ -282,9 +282,17 @@ def _broadcast(value: str, accelerator: Accelerator) -> str:
 
 def _save_model(model, tokenizer, directory: Path, accelerator: Accelerator) -> None:
     """Write an HF directory (safetensors + tokenizer); every process must call this (FSDP gathers)."""
+    from transformers.utils import logging as hf_logging
+
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(directory, state_dict=state_dict, is_main_process=True)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # one "Writing model shards" bar per checkpoint is noise
+        try:
+            accelerator.unwrap_model(model).save_pretrained(directory, state_dict=state_dict, is_main_process=True)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
 
@@ -469,7 +477,7 @@ def train(
             with contextlib.nullcontext() if last else accelerator.no_sync(model):
                 loss = objective(model, batch)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {float(loss)} at step {step + 1}")
+                    raise UserError(f"the loss became {float(loss)} at step {step + 1}; try a lower --lr")
                 accelerator.backward(loss / cfg.grad_accum)
             running += loss.detach() / cfg.grad_accum
         if cfg.max_grad_norm > 0:

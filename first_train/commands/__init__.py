@@ -68,7 +68,9 @@ def command_from_config(cls: type, run: Callable[[Any], None], *, doc: str | Non
             raise UserError(str(exc)) from None
         run(config)
 
-    params.sort(key=lambda p: p.default is not inspect.Parameter.empty)  # required options first
+    own = set(cls.__dict__.get("__annotations__", {}))
+    # Required options first, then the command's own, then the shared (training loop, data) ones.
+    params.sort(key=lambda p: (p.default is not inspect.Parameter.empty, p.name not in own))
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__doc__ = doc or run.__doc__

@@ -369,13 +369,14 @@ def group_predictions(frame: pd.DataFrame) -> Iterator[PredictionGroup]:
         )
 
 
-def align_groups(a: PredictionGroup, b: PredictionGroup) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def align_groups(a: PredictionGroup, b: PredictionGroup) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Align two models' predictions on the item ids they share (for paired comparisons).
 
     Returns
     -------
     probs_a, probs_b : ndarray of shape (n_shared, max_options)
     labels : ndarray of shape (n_shared,)
+    n_options : ndarray of shape (n_shared,)
 
     Raises
     ------
@@ -396,4 +397,4 @@ def align_groups(a: PredictionGroup, b: PredictionGroup) -> tuple[np.ndarray, np
     pb = np.zeros((len(ia), width))
     pa[:, : a.probs.shape[1]] = a.probs[ia]
     pb[:, : b.probs.shape[1]] = b.probs[ib]
-    return pa, pb, a.labels[ia]
+    return pa, pb, a.labels[ia], a.n_options[ia]

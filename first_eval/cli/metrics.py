@@ -37,11 +37,11 @@ def compute_results(frame, *, n_bins: int, scheme: str, bootstrap: int, seed: in
     results = []
     for group in group_predictions(frame):
         row: dict = {"model": group.model, "dataset": group.dataset}
-        suite = metric_suite(group.probs, group.labels, n_bins=n_bins, scheme=scheme)
+        suite = metric_suite(group.probs, group.labels, n_bins=n_bins, scheme=scheme, n_options=group.n_options)
         row.update({k: (int(v) if k == "n" else float(v)) for k, v in suite.items()})
         if bootstrap:
             cis = bootstrap_ci(group.probs, group.labels, n_resamples=bootstrap, seed=seed,
-                               n_bins=n_bins, scheme=scheme)
+                               n_bins=n_bins, scheme=scheme, n_options=group.n_options)
             for name, (lo, hi) in cis.items():
                 row[f"{name}_ci"] = [float(lo), float(hi)]
         results.append(row)
@@ -64,9 +64,9 @@ def compute_comparisons(frame, model_a: str, model_b: str, *, n_bins: int, schem
         raise UserError(f"--compare: {model_a!r} and {model_b!r} were not scored on a common dataset")
     out = []
     for dataset in datasets:
-        pa, pb, labels = align_groups(groups[(model_a, dataset)], groups[(model_b, dataset)])
+        pa, pb, labels, n_opts = align_groups(groups[(model_a, dataset)], groups[(model_b, dataset)])
         diffs = paired_bootstrap(pa, pb, labels, n_resamples=bootstrap, seed=seed,
-                                 n_bins=n_bins, scheme=scheme)
+                                 n_bins=n_bins, scheme=scheme, n_options=n_opts)
         out.append({
             "model_a": model_a, "model_b": model_b, "dataset": dataset, "n": int(len(labels)),
             "n_resamples": bootstrap,

@@ -291,7 +291,8 @@ class StudyRunner:
         for step, spec in points:
             path = self._score_spec(spec, d)
             g = next(group_predictions(read_predictions(path)))
-            suite = metric_suite(g.probs, g.labels, n_bins=self.cfg.metrics.bins, scheme=self.cfg.metrics.scheme)
+            suite = metric_suite(g.probs, g.labels, n_bins=self.cfg.metrics.bins, scheme=self.cfg.metrics.scheme,
+                                 n_options=g.n_options)
             conf = float(g.probs.max(axis=1).mean())
             rows.append({"model": t.model, "step": step, "dataset": d.display, "checkpoint": spec,
                          "accuracy": suite["accuracy"], "ece": suite["ece"], "nll": suite["nll"],

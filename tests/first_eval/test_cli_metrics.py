@@ -52,7 +52,7 @@ def test_json_schema_and_values(preds):
     from first_eval.predictions import group_predictions, read_predictions
 
     group = next(group_predictions(read_predictions(preds)))
-    expect = metric_suite(group.probs, group.labels, n_bins=10, scheme="width")
+    expect = metric_suite(group.probs, group.labels, n_bins=10, scheme="width", n_options=group.n_options)
     assert first["n"] == expect["n"] == 200
     for key, value in expect.items():
         if key != "n":

@@ -52,7 +52,8 @@ def test_groups_are_zero_padded_and_in_order(tmp_path):
 def test_align_groups_on_shared_ids(tmp_path):
     rows = _rows() + [{"model": "m1", "dataset": "d", "id": "c", "probs": [1.0, 0.0], "label": 0}]
     g1, g2 = group_predictions(read_predictions(write_predictions(rows, tmp_path / "p.jsonl")))
-    pa, pb, labels = align_groups(g2, g1)
+    pa, pb, labels, n_opts = align_groups(g2, g1)
+    np.testing.assert_array_equal(n_opts, [3, 2])
     assert pa.shape == pb.shape == (2, 3)
     np.testing.assert_array_equal(labels, [0, 1])
     np.testing.assert_array_equal(pb[1], [0.5, 0.5, 0.0])

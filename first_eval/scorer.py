@@ -361,7 +361,8 @@ class Scorer:
         import torch
 
         device = next(self.model.parameters()).device
-        shared = self._shared_prefix(seqs) if self.cache_prefix else 0
+        keep = [t + 1 for t in n_targets]  # tokens each row must run itself (≥ 1)
+        shared = self._shared_prefix(seqs, keep) if self.cache_prefix else 0
         prefix_kv = self._encode_prefix(seqs[0][:shared], device) if shared else None
         if prefix_kv is None:
             shared = 0
@@ -396,20 +397,19 @@ class Scorer:
             for r, i in enumerate(batch):
                 end = starts[r] + lengths[i]             # one past the last real token
                 t = n_targets[i]
-                if t > lengths[i]:
-                    raise UserError("an option continuation reaches into the shared prompt prefix")
                 first = end - 1 if t == 0 else end - 1 - t
                 last = end - 1 if t == 0 else end - 2
                 reads.append(_Read(i, hidden[r, first:last + 1]))
             yield reads
 
-    def _shared_prefix(self, seqs: list[list[int]]) -> int:
-        """Length of the longest token prefix all ``seqs`` share, leaving ≥ 1 token each."""
+    def _shared_prefix(self, seqs: list[list[int]], keep: list[int] | None = None) -> int:
+        """Length of the longest token prefix all ``seqs`` share, leaving row ``i`` at least
+        ``keep[i]`` tokens (default 1) to run; 0 when shorter than 16 tokens."""
         if len(seqs) < 2:
             return 0
+        keep = keep or [1] * len(seqs)
         first = np.asarray(seqs[0])
-        limit = min(len(s) for s in seqs) - 1
-        n = limit
+        n = max(0, min(len(s) - k for s, k in zip(seqs, keep)))
         for s in seqs[1:]:
             head = np.asarray(s[:n])
             diff = np.flatnonzero(head != first[:n])

@@ -205,10 +205,14 @@ def test_shared_prefix_is_cut_from_the_joint_tokenization(tiny_llama):
 
 
 # --------------------------------------------------------------------------- option-text reading
-def test_option_text_loglik_equals_brute_force(tiny_llama):
+OVERLAP = Item("o1", "Who is the capital of France named after?", ("Paris", "Paris Hilton", "Paris of Troy"), 2)
+
+
+@pytest.mark.parametrize("items", [QUESTIONS[:3], [OVERLAP]], ids=["three", "shared-option-prefix"])
+def test_option_text_loglik_equals_brute_force(tiny_llama, items):
     model, tok = tiny_llama
-    scores = Scorer(model, tok, option_text=True, fewshot=SHOTS[:1], progress=False).score(QUESTIONS[:3])
-    for item, s in zip(QUESTIONS, scores):
+    scores = Scorer(model, tok, option_text=True, fewshot=SHOTS[:1], progress=False).score(items)
+    for item, s in zip(items, scores):
         assert len(s.option_loglik) == len(item.choices)
         ctx = tok(s.prompt).input_ids
         for text, got in zip(item.choices, s.option_loglik):

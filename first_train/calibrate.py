@@ -215,9 +215,9 @@ def run_calibrate(cfg: CalibrateConfig) -> dict[str, Any]:
     "scorer_ece": the teacher's ECE read exactly as the scorer reads it}``; the chosen record (``method``, ``temperature``, ``ece_before``, ``ece_after``, ``grid``) is what
     the manifest holds.
     """
-    from accelerate import PartialState
 
     from first_eval.zoo import load_model
+    from first_train.trainer import process_state
     from first_train.data import load_examples, tokenizer_fingerprint
 
     store = _open_store(cfg.store)
@@ -230,7 +230,7 @@ def run_calibrate(cfg: CalibrateConfig) -> dict[str, Any]:
 
         warnings.warn(f"--teacher {cfg.teacher} is not the store's teacher {store.manifest['teacher']}", stacklevel=2)
     _, examples = load_examples(cfg.dataset, cfg.split, cfg.limit, tokenizer, template=cfg.template)
-    state = PartialState()
+    state = process_state()
     model.to(state.device).eval()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     readout = read_teacher(model, examples, k=store.k, batch_size=cfg.batch_size, pad_id=pad_id,

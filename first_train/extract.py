@@ -98,17 +98,17 @@ def topk_of_logits(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Te
 def run_extract(cfg: ExtractConfig) -> ExtractResult:
     """Extract ``cfg.teacher``'s top-k on ``cfg.dataset``/``cfg.split`` into the store ``cfg.out``."""
     import torch
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
     from first_eval.zoo import load_model
+    from first_train.trainer import process_state
     from first_eval.fileio import write_json_atomic
     from first_train.data import dataset_fingerprint, load_examples, tokenizer_fingerprint
     from first_train.distill import EXTRACT_RECORD
     from first_train.losses import sample_rs_tokens
     from first_train.store import StoreWriter, TopKStore, finalize_store, shard_range
 
-    state = PartialState()
+    state = process_state()
     rank, world = state.process_index, state.num_processes
     out = Path(cfg.out)
     model, tokenizer = load_model(cfg.teacher)

@@ -57,6 +57,7 @@ __all__ = [
     "freeze_all_but_top_layers",
     "latest_checkpoint",
     "make_accelerator",
+    "process_state",
     "train",
 ]
 
@@ -118,6 +119,19 @@ def make_accelerator() -> Accelerator:
     from accelerate import Accelerator
 
     return Accelerator()
+
+
+def process_state():
+    """Accelerate's process state (rank, world size, device) for the non-training stages.
+
+    Without a GPU, ``PartialState()`` under ``accelerate launch`` would quietly stay a single
+    process; asking for the CPU backend joins the gloo group the launcher set up.
+    """
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
 def batch_schedule(n_items: int, *, batch_size: int, world_size: int, rank: int, seed: int, epoch: int) -> list[list[int]]:

@@ -67,6 +67,31 @@ def test_train_config_range_checks_are_one_line_user_errors():
         TrainConfig(train_top_layers=0)
 
 
+# ------------------------------------------------------------------------------- data
+
+
+@pytest.mark.parametrize("template", ["plain", "chat"])
+def test_training_sequences_are_what_the_scorer_reads(template, tiny_llama):
+    """The trained position and answer token are exactly the scorer's next-token read of the letters."""
+    from first_eval.data import load_dataset
+    from first_eval.scorer import Scorer
+    from first_train.data import collate, encode_items, kept_logits
+
+    model, tokenizer = tiny_llama
+    items = load_dataset("countries", split="val", limit=6)
+    examples = encode_items(items, tokenizer, template=template)
+    scorer = Scorer(model, tokenizer, template=template, progress=False)
+    for item, example in zip(items, examples):
+        assert list(example.input_ids[:-1]) == scorer._encode([scorer.prompt(item)])[0]
+        assert list(example.option_ids) == scorer.letter_ids(len(item.choices))
+        assert example.input_ids[-1] == example.option_ids[item.label]
+    with torch.no_grad():
+        logits = kept_logits(model, collate(examples, pad_id=0))[0]  # right-padded batch
+    for row, (example, score) in enumerate(zip(examples, scorer.score(items))):
+        mine = torch.softmax(logits[row, list(example.option_ids)].double(), -1)
+        torch.testing.assert_close(mine, torch.tensor(score.probs, dtype=torch.double), atol=1e-5, rtol=0)
+
+
 # ------------------------------------------------------------------------------- finetune
 
 

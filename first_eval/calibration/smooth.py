@@ -99,24 +99,25 @@ class _Grid:
 
     def __init__(self, spread: scipy.sparse.csr_matrix, weights_t: np.ndarray, e: int):
         self.e = e
-        v = (spread @ weights_t).T                           # (rows, 3e)
-        self.v_r = np.ascontiguousarray(v[:, :e])
-        self.v_abs = np.ascontiguousarray(v[:, e:2 * e])
-        self.v_1 = np.ascontiguousarray(v[:, 2 * e:])
+        self.v = np.ascontiguousarray((spread @ weights_t).T)  # (rows, 3e): r, |r|, ones
+        self.v_r = self.v[:, :e]
+        self.v_1 = self.v[:, 2 * e:]
         if e % 2:
             self.coef = scipy.fft.dct(self.v_r, type=1, axis=1)
         else:
             ext = np.concatenate([self.v_r[:, e - 1:0:-1], self.v_r, self.v_r[:, e - 2::-1]], axis=1)
             self.coef = scipy.fft.rfft(ext, n=_fft_length(e), axis=1)
-        self._sums: dict[float, np.ndarray] = {}
 
     def bounds(self, rows, sigma: float):
-        """Lower and upper bounds of smooth_ece(sigma) for ``rows``, without the FFT."""
-        if sigma not in self._sums:
-            g = _sigma_parts(sigma, self.e)[3]
-            self._sums[sigma] = np.stack([self.v_r @ g, self.v_abs @ g,
-                                          self.v_1 @ g + _DENSITY_EPS * eval_size(sigma)])
-        signed, absolute, denominator = self._sums[sigma][:, rows]
+        """Lower and upper bounds of smooth_ece(sigma) for ``rows``, without the FFT.
+
+        Only the requested rows are reduced (each bisection step asks for one sigma per row).
+        """
+        g = _sigma_parts(sigma, self.e)[3]
+        v = self.v if rows.size == self.v.shape[0] else self.v[rows]
+        sums = (v.reshape(-1, self.e) @ g).reshape(-1, 3)        # (k, 3): r, |r|, ones
+        signed, absolute = sums[:, 0], sums[:, 1]
+        denominator = sums[:, 2] + _DENSITY_EPS * eval_size(sigma)
         return np.abs(signed) / denominator, absolute / denominator
 
     def smooth_ece(self, rows, sigma: float) -> np.ndarray:
@@ -154,11 +155,11 @@ class SmoothECE:
         self._spread: dict[int, scipy.sparse.csr_matrix] = {}
 
     def spread(self, e: int) -> scipy.sparse.csr_matrix:
-        """(3e, n) sparse matrix: grid spreading of r, |r| and ones."""
+        """(3e, n) sparse CSC matrix: grid spreading of r, |r| and ones."""
         if e not in self._spread:
             self._spread[e] = scipy.sparse.vstack(
                 [_grid_matrix(self.f, v, e) for v in (self.r, np.abs(self.r), np.ones_like(self.r))],
-                format="csr")
+                format="csc")  # CSC: one sequential pass over the weights per product
         return self._spread[e]
 
     def rows(self, weights: np.ndarray) -> np.ndarray:

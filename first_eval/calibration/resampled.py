@@ -101,7 +101,7 @@ class ResampledMetrics:
         cut = np.r_[True, (correct[1:] != correct[:-1])
                     | (new_conf[1:] & (mixed[1:] | mixed[:-1]))]
         self.seg_start = np.flatnonzero(cut)
-        self.seg_matrix = _run_matrix(self.seg_start, n)
+        self.seg_matrix = _run_matrix(self.seg_start, n).tocsc()  # CSC: one pass over the counts
         seg_err = correct[self.seg_start] == 0
         self.seg_right = ~seg_err
         self.err_segs = np.flatnonzero(seg_err)
@@ -127,8 +127,8 @@ class ResampledMetrics:
     def _plan_options(self, f: Forecasts, order):
         """Per option: totals over all rows, and the rows outside its fullest bin, by bin.
 
-        The fullest bin (usually p < 0.1) is the total minus the other bins, which saves
-        gathering about half of the count matrix once per option.
+        The fullest bin (usually p < 0.1) is the total minus the other bins, which keeps about
+        half of the items out of the sparse per-(option, bin) matrix.
         """
         n_opt = f.probs.shape[1]
         probs = f.probs[order]
@@ -139,18 +139,25 @@ class ResampledMetrics:
         self.all_real = bool(real.all())
         rows = [(probs * real).T, onehot.T] if self.all_real else [real.T, (probs * real).T, onehot.T]
         self.option_totals = np.concatenate(rows)
-        self.options = []
+        # one sparse (3 * K * M, n) matrix: per (stat, option, bin) the count, sum of p, sum of y
+        # over the option's bin, except its fullest bin (filled in from the totals)
+        m = self.n_bins
+        self.fullest = np.zeros(n_opt, dtype=np.intp)
+        keys, cols, vals = [], [], []
         for k in range(n_opt):
             rows = np.flatnonzero(real[:, k])
-            bins = _b.width_bin_index(probs[rows, k], self.n_bins)
-            fullest = int(np.bincount(bins, minlength=self.n_bins).argmax())
-            keep = bins != fullest
+            bins = _b.width_bin_index(probs[rows, k], m)
+            self.fullest[k] = int(np.bincount(bins, minlength=m).argmax())
+            keep = bins != self.fullest[k]
             rows, bins = rows[keep], bins[keep]
-            perm = np.argsort(bins, kind="stable")
-            rows, bins = rows[perm], bins[perm]
-            bounds = np.searchsorted(bins, np.arange(self.n_bins + 1))
-            vals = np.stack([np.ones(rows.size), probs[rows, k], onehot[rows, k]])
-            self.options.append((rows, bounds, vals, fullest))
+            y = onehot[rows, k] > 0
+            keys += [k * m + bins, (n_opt + k) * m + bins, (2 * n_opt + k) * m + bins[y]]
+            cols += [rows, rows, rows[y]]
+            vals += [np.ones(rows.size), probs[rows, k], np.ones(int(y.sum()))]
+        self.option_matrix = scipy.sparse.csc_matrix(
+            (np.concatenate(vals), (np.concatenate(keys), np.concatenate(cols))),
+            shape=(3 * n_opt * m, f.n))
+        self.n_opt = n_opt
 
     # ------------------------------------------------------------------ counts
     def counts(self, indices: np.ndarray) -> np.ndarray:
@@ -309,19 +316,15 @@ class ResampledMetrics:
         return out
 
     def _per_option(self, c):
-        n_opt = len(self.options)
+        n_opt, m = self.n_opt, self.n_bins
         totals = _dot(self.option_totals, c)
         if self.all_real:
             totals = np.concatenate([np.full((n_opt, c.shape[1]), float(self.n)), totals])
         totals = totals.reshape(3, n_opt, -1)                                    # (3, K, B)
-        stats = []
-        for k, (rows, bounds, vals, fullest) in enumerate(self.options):
-            g = c[rows]
-            per_bin = np.stack([_dot(vals[:, a:z], g[a:z])
-                                for a, z in zip(bounds[:-1], bounds[1:])], axis=2)  # (3, B, M)
-            per_bin[:, :, fullest] = totals[:, k] - per_bin.sum(axis=2)
-            stats.append(per_bin)
-        s = np.stack(stats, axis=2)                              # (3, B, K, M)
+        per_bin = (self.option_matrix @ c).reshape(3, n_opt, m, -1)              # (3, K, M, B)
+        k = np.arange(n_opt)
+        per_bin[:, k, self.fullest] = totals - per_bin.sum(axis=2)
+        s = per_bin.transpose(0, 3, 1, 2)                        # (3, B, K, M)
         rel, res, unc = _b.brier_parts_from_sums(s[0], s[1], s[2], self.n)
         return {"brier_reliability": rel, "brier_resolution": res, "brier_uncertainty": unc,
                 "classwise_ece": _b.classwise_ece_from_sums(s[0], s[1], s[2])}

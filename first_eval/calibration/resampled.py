@@ -168,11 +168,10 @@ class ResampledMetrics:
         indices : ndarray of shape (n_resamples, n_items)
             Each row lists the (original) item indices of one resample.
         """
-        ranks = self.rank[indices]
         out = np.empty(indices.shape)
-        for b, row in enumerate(ranks):
-            out[b] = np.bincount(row, minlength=self.n)
-        return np.ascontiguousarray(out.T)
+        for b, row in enumerate(indices):      # counts in the original item order, then one
+            out[b] = np.bincount(row, minlength=self.n)  # gather that sorts and transposes
+        return np.take(out.T, self.order, axis=0)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, c: np.ndarray) -> dict[str, np.ndarray]:

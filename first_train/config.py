@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -30,6 +31,10 @@ POSITIONS = ("response", "all")
 CALIBRATION_METHODS = ("reshape", "logit-temperature", "both")
 SCHEDULES = ("constant", "linear", "cosine")
 TEMPLATES = ("plain", "chat")
+
+
+def _types(hint: Any) -> tuple[Any, ...]:
+    return typing.get_args(hint) or (hint,)
 
 
 def _flag(name: str) -> str:
@@ -56,6 +61,11 @@ class StageConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        hints = typing.get_type_hints(cls)
+        for key, value in data.items():  # YAML writes 2 for 2.0: keep hashes and types stable
+            if isinstance(value, int) and not isinstance(value, bool) and float in _types(hints[key]) \
+                    and int not in _types(hints[key]):
+                data[key] = float(value)
         try:
             return cls(**data)
         except (TypeError, UserError) as exc:  # a missing required key, a value out of range

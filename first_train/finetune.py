@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from first_eval.study.cache import content_hash  # noqa: F401  (re-exported for the other stages)
 from first_train.config import FinetuneConfig
 from first_train.trainer import TrainResult, finished_run
 
@@ -50,12 +51,6 @@ def model_identity(spec: str) -> str:
             ident = "dir:" + hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
         return ident + (f":layers={layers}" if layers else "")
     return spec
-
-
-def content_hash(obj: Any) -> str:
-    """16 hex digits of SHA-256 over canonical JSON."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def run_finetune(cfg: FinetuneConfig, *, accelerator: Any = None) -> TrainResult:

@@ -16,13 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from first_eval.fileio import write_json_atomic
+from first_eval.zoo import first_home
 
 DONE = "DONE"
-
-
-def first_home() -> Path:
-    """The toolkit's cache root: ``$FIRST_HOME``, default ``~/.cache/first``."""
-    return Path(os.environ.get("FIRST_HOME") or Path.home() / ".cache" / "first")
 
 
 def content_hash(obj: Any) -> str:
@@ -38,16 +34,6 @@ def file_digest(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()[:16]
-
-
-def dir_digest(path: str | os.PathLike) -> str:
-    """Hash of a directory's files (names, sizes and mtimes — cheap, for user-supplied checkpoints)."""
-    root = Path(path)
-    entries = sorted(
-        (str(p.relative_to(root)), p.stat().st_size, int(p.stat().st_mtime))
-        for p in root.rglob("*") if p.is_file()
-    )
-    return content_hash(entries)
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,10 @@ def score(
         raise UserError(f"{dataset}: no items to score" + (f" in split {split!r}" if split else ""))
     fewshot = []
     if shots:
-        pool = load_dataset(dataset, split=fewshot_split, skip_invalid=skip_invalid)
+        try:
+            pool = load_dataset(dataset, split=fewshot_split, skip_invalid=skip_invalid)
+        except UserError as exc:
+            raise UserError(f"--fewshot-split {fewshot_split}: {exc}") from None
         fewshot = select_fewshot(pool, shots, strategy=fewshot_strategy.value, seed=seed,
                                  exclude_ids=[it.id for it in items])
 

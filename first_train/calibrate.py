@@ -217,8 +217,8 @@ def run_calibrate(cfg: CalibrateConfig) -> dict[str, Any]:
     """
 
     from first_eval.zoo import load_model
-    from first_train.trainer import process_state
     from first_train.data import load_examples, tokenizer_fingerprint
+    from first_train.trainer import process_state
 
     store = _open_store(cfg.store)
     model, tokenizer = load_model(cfg.teacher)

@@ -207,7 +207,9 @@ def run_distill(cfg: DistillConfig, *, accelerator: Any = None) -> TrainResult:
         teacher, teacher_tokenizer = load_model(teacher_spec)
         check_vocabulary(manifest, teacher_tokenizer, teacher, teacher_spec)
         teacher.to(accelerator.device).eval().requires_grad_(False)
-    store_identity = {k: v for k, v in manifest.items() if k != "created_by"}
+    # The calibration is an input of --loss first only: re-fitting c does not re-train the others.
+    ignored = ("created_by",) if cfg.loss == "first" else ("created_by", "calibration")
+    store_identity = {k: v for k, v in manifest.items() if k not in ignored}
     run_hash = content_hash({"stage": "distill", "student": model_identity(cfg.student), "store": store_identity,
                              "teacher": model_identity(teacher_spec) if cfg.loss == "full-kd" else None,
                              "config": cfg.hashed_dict()})

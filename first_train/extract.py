@@ -100,13 +100,14 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     import torch
     from tqdm.auto import tqdm
 
-    from first_eval.zoo import load_model
-    from first_train.trainer import process_state
     from first_eval.fileio import write_json_atomic
+    from first_eval.zoo import load_model
     from first_train.data import dataset_fingerprint, load_examples, tokenizer_fingerprint
     from first_train.distill import EXTRACT_RECORD
+    from first_train.finetune import content_hash, model_identity
     from first_train.losses import sample_rs_tokens
     from first_train.store import StoreWriter, TopKStore, finalize_store, shard_range
+    from first_train.trainer import process_state
 
     state = process_state()
     rank, world = state.process_index, state.num_processes
@@ -119,8 +120,6 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
                     rs_samples=cfg.rs_samples or None)
     if cfg.k > settings["vocab_size"]:
         raise UserError(f"--k {cfg.k} is larger than the teacher's vocabulary ({settings['vocab_size']})")
-
-    from first_train.finetune import content_hash, model_identity
 
     inputs_hash = content_hash({"stage": "extract", "teacher": model_identity(cfg.teacher),
                                 "settings": settings, "config": cfg.hashed_dict()})

@@ -128,7 +128,7 @@ def _paired_reference(run: Path, model_a: str, model_b: str, dataset: str, n_res
     from first_eval.predictions import align_groups, group_predictions, read_predictions
 
     groups = {(g.model, g.dataset): g for g in group_predictions(read_predictions(run / "predictions.parquet"))}
-    pa, pb, labels = align_groups(groups[(model_a, dataset)], groups[(model_b, dataset)])
+    pa, pb, labels, _ = align_groups(groups[(model_a, dataset)], groups[(model_b, dataset)])
     return paired_bootstrap(pa, pb, labels, n_resamples=n_resamples, seed=0, n_bins=10, scheme="width")
 
 

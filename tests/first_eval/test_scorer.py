@@ -323,7 +323,7 @@ _DIST_SCRIPT = textwrap.dedent("""
     import json, sys
     import torch
     sys.path.insert(0, {tests!r})
-    from conftest import make_tiny_llama
+    from tiny_models import make_tiny_llama
     from first_eval.data import load_dataset
     from first_eval.scorer import Scorer, process_state
     from first_eval.zoo import load_tokenizer

@@ -75,7 +75,7 @@ def test_run_cli_bad_config_is_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory, smollm2_tokenizer):
     """A 4-layer random Llama with the real SmolLM2 tokenizer, saved as an HF directory."""
-    from conftest import make_tiny_llama
+    from tiny_models import make_tiny_llama
 
     path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
     model = make_tiny_llama(smollm2_tokenizer, num_hidden_layers=4)

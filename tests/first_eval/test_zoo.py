@@ -222,7 +222,7 @@ def test_unreadable_gguf_is_a_user_error(tmp_path, cold_first_home):
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory, smollm2_tokenizer):
     """A saved 4-layer tiny Llama with the SmolLM2 tokenizer (safetensors)."""
-    from conftest import make_tiny_llama
+    from tiny_models import make_tiny_llama
 
     path = tmp_path_factory.mktemp("tiny")
     make_tiny_llama(smollm2_tokenizer, num_hidden_layers=4).save_pretrained(path)

@@ -254,7 +254,7 @@ def test_first_needs_a_calibrated_store_and_rs_kd_needs_samples(tmp_path, tiny_s
 
 
 def test_a_student_with_another_vocabulary_is_refused(tmp_path, calibrated_store, tiny_llama, capsys):
-    from conftest import make_tiny_llama
+    from tiny_models import make_tiny_llama
 
     _, tokenizer = tiny_llama
     other = copy.deepcopy(tokenizer)

@@ -57,7 +57,7 @@ import torch  # noqa: E402
 
 from first_eval.data import load_dataset  # noqa: E402
 from first_eval.prompts import LETTERS, question_block  # noqa: E402
-from first_eval.scorer import Scorer  # noqa: E402
+from first_eval.scorer import Scorer, default_batch_tokens  # noqa: E402
 from first_eval.zoo import load_model  # noqa: E402
 
 
@@ -169,7 +169,8 @@ def run_lm_eval(lm, task_manager, task: dict, shots: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- one setting
-def compare(model, tok, lm, task_manager, items, dev, k: int, flops: FlopModel, batch_tokens: int) -> dict:
+def compare(model, tok, lm, task_manager, items, dev, k: int, flops: FlopModel,
+            batch_tokens: int | None) -> dict:
     shots = dev[:k]
     with tempfile.TemporaryDirectory() as tmp:
         task = write_task_files(items, dev, Path(tmp))
@@ -217,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shots", type=int, nargs="+", default=[0, 5], help="Settings to run.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the question subset.")
     parser.add_argument("--batch-size", type=int, default=8, help="lm-eval's batch size.")
-    parser.add_argument("--batch-tokens", type=int, default=4096, help="FIRST's token budget.")
+    parser.add_argument("--batch-tokens", type=int, default=None,
+                        help="FIRST's token budget (default: the Scorer's, 1024 on CPU).")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads.")
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here too.")
     args = parser.parse_args(argv)
@@ -248,10 +250,13 @@ def main(argv: list[str] | None = None) -> int:
                for k in args.shots]
     peak = max(peak_before, matmul_peak())
     report = {"lm_eval_version": lm_eval.__version__, "torch": torch.__version__, "threads": args.threads,
+              "lm_eval_batch_size": args.batch_size,
+              "first_batch_tokens": args.batch_tokens or default_batch_tokens(model.device),
               "matmul_peak_flop_per_s": peak, "model": "smollm2-135m (fp32)", "results": results}
 
     print(f"matmul peak (fp32, 4096², {args.threads} threads): {peak / 1e9:.1f} GFLOP/s; "
-          f"lm-eval {lm_eval.__version__}, torch {torch.__version__}")
+          f"lm-eval {lm_eval.__version__} (batch {args.batch_size}), torch {torch.__version__}; "
+          f"FIRST batch budget {report['first_batch_tokens']} tokens; {len(items)} MMLU questions")
     print(f"{'setting':<8} {'who':<8} {'q/s':>7} {'seconds':>8} {'GFLOP/q':>8} {'GFLOP/s':>8} {'% peak':>7}")
     for r in results:
         for who in ("lm_eval", "first"):

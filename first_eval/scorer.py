@@ -17,7 +17,8 @@ Why it is fast (and still exact):
   (a hidden × vocabulary matmul, ~21% of SmolLM2's FLOPs per token) is applied to one gathered
   hidden state per question instead of every position.
 * **Token-budget batches.** Items are sorted by length (longest first) and packed so that
-  ``rows × longest ≤ batch_tokens``: little padding, large matmuls. Padding (left or right) is
+  ``rows × longest ≤ batch_tokens``: little padding, and batches sized for the device (on CPU,
+  small enough that activations stay in cache). Padding (left or right) is
   masked, positions are counted from each row's first real token, so a padded row gives what an
   unpadded single-item pass gives (tested within 1e-5).
 * **Shared-prefix KV cache.** The longest token prefix every prompt shares — the few-shot block
@@ -55,7 +56,7 @@ from first_eval.prompts import LETTERS, MCItem, build_prompt, letter_prefix
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["ItemScore", "Scorer", "process_state"]
+__all__ = ["ItemScore", "Scorer", "default_batch_tokens", "process_state"]
 
 _MIN_SHARED_PREFIX = 16
 """Cache a shared prefix only when it is at least this many tokens (below that it costs more)."""
@@ -139,8 +140,11 @@ class Scorer:
     fewshot : sequence of items, default=()
         Worked examples placed, with their answers, before every question
         (:func:`first_eval.prompts.select_fewshot` picks them).
-    batch_tokens : int, default=4096
+    batch_tokens : int, optional
         Token budget of a batch: rows × longest row (not counting a cached shared prefix).
+        Default :func:`default_batch_tokens` of the model's device: 1024 on CPU, where a batch's
+        activations then stay in the processor's caches (measured 1.5× faster than 4096 on
+        SmolLM2, 2 cores), 16384 on an accelerator.
     padding_side : {"left", "right"}, default="right"
         Where padding goes; results are the same either way. Right padding is faster: a causal
         model never attends to later positions, so no attention mask is built at all.
@@ -160,9 +164,11 @@ class Scorer:
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, template: str = "plain",
-                 fewshot: Sequence[MCItem] = (), batch_tokens: int = 4096,
+                 fewshot: Sequence[MCItem] = (), batch_tokens: int | None = None,
                  padding_side: str = "right", cache_prefix: bool = True,
                  option_text: bool = False, progress: bool = True) -> None:
+        if batch_tokens is None:
+            batch_tokens = default_batch_tokens(next(model.parameters()).device)
         if batch_tokens < 1:
             raise UserError(f"expected a positive --batch-tokens, got {batch_tokens}")
         if padding_side not in ("left", "right"):
@@ -436,6 +442,11 @@ class Scorer:
 
         return tqdm(total=total, desc=desc, unit="q" if desc == "scoring" else "seq",
                     disable=not (self.progress and show), leave=False)
+
+
+def default_batch_tokens(device: Any) -> int:
+    """The token budget :class:`Scorer` uses by default on ``device``: 1024 on CPU, else 16384."""
+    return 1024 if str(getattr(device, "type", device)) == "cpu" else 16384
 
 
 def _expand_cache(prefix_kv: list[tuple[Any, Any]], rows: int) -> Any:

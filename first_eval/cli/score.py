@@ -78,8 +78,9 @@ def score(
     fewshot_strategy: Annotated[Strategy, typer.Option(
         "--fewshot-strategy", help="first_n: the first K of the split (lm-eval's sampler: first_n); "
         "random: K drawn with --seed.")] = Strategy.first_n,
-    batch_tokens: Annotated[int, typer.Option(
-        "--batch-tokens", min=1, help="Token budget of a batch (rows × longest row).")] = 4096,
+    batch_tokens: Annotated[Optional[int], typer.Option(
+        "--batch-tokens", min=1, help="Token budget of a batch (rows × longest row); default 1024 on CPU, "
+        "16384 on GPU.")] = None,
     prefix_cache: Annotated[bool, typer.Option(
         "--prefix-cache/--no-prefix-cache", help="Encode the prompts' shared prefix (the few-shot block, "
         "a chat system turn) once and reuse its KV cache.")] = True,

@@ -135,12 +135,13 @@ class ModelConfig:
 class ScorerConfig:
     template: str = field(default="plain", metadata={"help": "plain or chat."})
     shots: int = field(default=0, metadata={"help": "Few-shot examples before every question."})
-    batch_tokens: int = field(default=4096, metadata={"help": "Token budget of a batch."})
+    batch_tokens: int | None = field(default=None, metadata={
+        "help": "Token budget of a batch; default the scorer's for the device (1024 on CPU)."})
 
     def __post_init__(self) -> None:
         if self.template not in ("plain", "chat"):
             raise UserError(f"scorer: template must be plain or chat, got {self.template!r}")
-        if self.shots < 0 or self.batch_tokens < 16:
+        if self.shots < 0 or (self.batch_tokens is not None and self.batch_tokens < 16):
             raise UserError("scorer: shots must be ≥ 0 and batch_tokens ≥ 16")
 
 

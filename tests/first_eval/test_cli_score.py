@@ -96,17 +96,15 @@ def test_option_text_columns(tiny_dir, data_file, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--out", "preds.csv"], "expected a .jsonl or .parquet"),
+    (["--out", "{tmp}/preds.csv"], "expected a .jsonl or .parquet"),
     (["--template", "fancy"], "Invalid value for '--template'"),
     (["--shots", "9", "--split", "test"], "asked for 9 few-shot examples but the pool has only 4"),
     (["--batch-tokens", "0"], "Invalid value for '--batch-tokens'"),
 ])
 def test_errors_are_one_line(tiny_dir, data_file, tmp_path, args, message):
-    argv = ["score", "--model", tiny_dir, "--dataset", data_file, "--out", tmp_path / "p.jsonl", *args]
-    if "--out" in args:
-        argv = ["score", "--model", tiny_dir, "--dataset", data_file, *[tmp_path / a if a.endswith(".csv") else a
-                                                                         for a in args]]
-    proc = _cli(*argv, check=False)
+    args = [a.format(tmp=tmp_path) for a in args]
+    out = [] if "--out" in args else ["--out", tmp_path / "p.jsonl"]
+    proc = _cli("score", "--model", tiny_dir, "--dataset", data_file, *out, *args, check=False)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr

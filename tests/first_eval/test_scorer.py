@@ -18,7 +18,7 @@ from first_eval.errors import UserError
 from first_eval.predictions import read_predictions, write_predictions
 from first_eval.prompts import (build_prompt, chat_messages, plain_prompt, question_block,
                                 select_fewshot, user_message)
-from first_eval.scorer import ItemScore, Scorer, _budget_batches
+from first_eval.scorer import ItemScore, Scorer, _budget_batches, default_batch_tokens
 
 torch = pytest.importorskip("torch")
 
@@ -248,6 +248,12 @@ def test_two_dataset_layouts_give_identical_predictions(tiny_llama, tmp_path):
     a = scorer.score(load_dataset(str(generic)))
     b = scorer.score(load_dataset(str(labeled)))
     assert [s.as_row(model="m", dataset="d") for s in a] == [s.as_row(model="m", dataset="d") for s in b]
+
+
+def test_default_budget_follows_the_device(tiny_llama):
+    model, tok = tiny_llama
+    assert default_batch_tokens(torch.device("cpu")) == 1024 == Scorer(model, tok).batch_tokens
+    assert default_batch_tokens(torch.device("cuda")) == 16384
 
 
 def test_bad_arguments_are_user_errors(tiny_llama):

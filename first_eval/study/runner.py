@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import platform
 import sys
 import time
@@ -34,16 +35,53 @@ PACKAGES = ("first-toolkit", "torch", "transformers", "accelerate", "numpy", "pa
 
 @dataclass
 class Plan:
-    """The stage list of a study, shown up front and ticked off as it runs."""
+    """The stage list of a study, shown up front and ticked off as it runs.
+
+    Each stage carries a rough ``cost`` — decoder layers × characters of text × passes (3 for a
+    training step: forward and backward) — so the time left is estimated from the pace of the
+    stages already run, weighted by what is still to do, rather than by counting stages (a fine-tune
+    costs a hundred times what a metrics table does).
+    """
 
     steps: list[tuple[str, Callable[[], Any]]] = field(default_factory=list)
+    costs: list[float] = field(default_factory=list)
+    stores: set = field(default_factory=set)  # teachers' top-k stores already costed
 
-    def add(self, title: str, fn: Callable[[], Any]) -> None:
+    def add(self, title: str, fn: Callable[[], Any], cost: float = 0.0) -> None:
         self.steps.append((title, fn))
+        self.costs.append(float(cost))
+
+
+class _Pace:
+    """Seconds per unit of cost, learned from the costed stages that actually ran (not cache hits)."""
+
+    CACHED_S = 1.0  # a stage that finished faster than this was read from the cache
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.cost = 0.0
+
+    def update(self, cost: float, seconds: float) -> None:
+        if cost > 0 and seconds >= self.CACHED_S:
+            self.seconds += seconds
+            self.cost += cost
+
+    def left(self, remaining_cost: float) -> float | None:
+        return self.seconds / self.cost * remaining_cost if self.cost > 0 else None
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def package_versions() -> dict[str, str]:
@@ -107,7 +145,7 @@ class StudyRunner:
                 if m.finetune and m.finetune.model in {x.name for x in self.cfg.models}:
                     deps.add(m.finetune.model)
                 if deps <= built:
-                    plan.add(self._model_title(m), lambda m=m: self._build_model(m))
+                    plan.add(self._model_title(m), lambda m=m: self._build_model(m), self._build_cost(m, plan))
                     built.add(m.name)
                     pending.remove(m)
                     progressed = True
@@ -116,20 +154,74 @@ class StudyRunner:
         scored = [m for m in self.cfg.models if m.kind != "posthoc"]
         for d in self.datasets:
             for m in scored:
-                plan.add(f"score {m.name} on {d.display}", lambda m=m, d=d: self._score(m.name, d))
+                plan.add(f"score {m.name} on {d.display}", lambda m=m, d=d: self._score(m.name, d),
+                         self._depth(m.name) * self._chars(d.name, d.split, d.limit))
         for m in self.cfg.models:
             if m.kind == "posthoc":
                 plan.add(f"{m.name}: cross-fitted {m.posthoc.method} on {m.posthoc.model}'s predictions",
                          lambda m=m: self._posthoc(m))
         if self.cfg.trajectory:
             t = self.cfg.trajectory
-            plan.add(f"trajectory: score {t.model}'s checkpoints on {t.dataset}", self._trajectory)
+            plan.add(f"trajectory: score {t.model}'s checkpoints on {t.dataset}", self._trajectory,
+                     self._trajectory_cost())
         if self.cfg.knowledge:
             for name in self.cfg.knowledge.models:
-                plan.add(f"concentrated knowledge of {name}", lambda name=name: self._knowledge(name))
+                k = self.cfg.knowledge
+                plan.add(f"concentrated knowledge of {name}", lambda name=name: self._knowledge(name),
+                         1.5 * self._depth(name) * self._chars(k.dataset, k.split, k.limit))
         plan.add("metrics, bootstrap CIs and paired tests", self._write_outputs)
         plan.add("report", self._write_report)
         return plan
+
+    # ------------------------------------------------------------------------- cost estimates
+    def _depth(self, ref: str) -> int:
+        """Decoder layers of a study model or spec (for the time estimate only; 30 if unknown)."""
+        names = {m.name: m for m in self.cfg.models}
+        if ref in names:
+            m = names[ref]
+            if m.kind == "finetune":
+                return self._depth(m.finetune.model)
+            if m.kind == "distill":
+                return self._depth(m.distill.student)
+            if m.kind == "posthoc":
+                return self._depth(m.posthoc.model)
+            ref = m.spec
+        base, _, layers = ref.partition(":layers=")
+        if layers:
+            return len(layers.split(","))
+        try:
+            return int(json.loads((Path(base).expanduser() / "config.json").read_text())["num_hidden_layers"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 30
+
+    def _chars(self, name: str, split: str | None, limit: int | None) -> int:
+        """Characters of the prompts' questions and options (a proxy for their tokens)."""
+        return sum(len(it.question) + sum(map(len, it.choices)) + 40 for it in self._items(name, split, limit))
+
+    def _build_cost(self, m: ModelConfig, plan: Plan) -> float:
+        if m.kind == "finetune":
+            r = m.finetune
+            return 3 * r.epochs * self._depth(m.name) * self._chars(r.dataset, r.split, r.limit)
+        if m.kind == "distill":
+            r = m.distill
+            cost = 3 * r.epochs * self._depth(m.name) * self._chars(r.dataset, r.split, r.limit)
+            key = (r.teacher, r.dataset, r.split, r.calibration_split, r.k)
+            if key not in plan.stores:  # the first student of a teacher also extracts its top-k
+                plan.stores.add(key)
+                cost += self._depth(r.teacher) * (self._chars(r.dataset, r.split, r.limit)
+                                                  + self._chars(r.dataset, r.calibration_split, None))
+            return cost
+        return 0.0
+
+    def _trajectory_cost(self) -> float:
+        t = self.cfg.trajectory
+        r = self.cfg.model(t.model).finetune
+        d = next((x for x in self.datasets if x.display == t.dataset), None)
+        if r is None or d is None:
+            return 0.0
+        steps = math.ceil(r.epochs * math.ceil(len(self._items(r.dataset, r.split, r.limit)) / r.batch_size))
+        points = steps // r.save_every + (steps % r.save_every > 0) if r.save_every else 1
+        return points * self._depth(t.model) * self._chars(d.name, d.split, d.limit)
 
     def _model_title(self, m: ModelConfig) -> str:
         if m.kind == "spec":
@@ -392,14 +484,16 @@ class StudyRunner:
         for i, (title, _) in enumerate(plan.steps, 1):
             _log(f"  {i:>2}. {title}")
         start = time.monotonic()
+        pace = _Pace()
         for i, (title, fn) in enumerate(plan.steps, 1):
             t0 = time.monotonic()
             _log(f"[{i}/{total}] {title} …")
             fn()
-            elapsed = time.monotonic() - start
-            left = elapsed / i * (total - i)
-            _log(f"[{i}/{total}] done in {time.monotonic() - t0:.1f}s (elapsed {elapsed:.0f}s, "
-                 f"about {left:.0f}s left at this pace)")
+            took = time.monotonic() - t0
+            pace.update(plan.costs[i - 1], took)
+            left = pace.left(sum(plan.costs[i:]))
+            eta = "" if left is None or i == total else f", about {_duration(left)} left"
+            _log(f"[{i}/{total}] done in {_duration(took)} (elapsed {_duration(time.monotonic() - start)}{eta})")
         _log(f"report: {self.out / rundir.REPORT_HTML}")
         return self.out
 

@@ -69,6 +69,38 @@ def test_run_cli_bad_config_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+# ------------------------------------------------------------------------------ plan and time left
+
+
+def test_default_plan_costs_training_and_large_datasets_most(tmp_path):
+    from first_eval.study.runner import StudyRunner
+
+    plan = StudyRunner(StudyConfig.from_yaml(default_config_path()), tmp_path / "out").plan()
+    cost = dict(zip((t for t, _ in plan.steps), plan.costs))
+    teacher = cost["fine-tune teacher from smollm2-135m on countries/train"]
+    assert teacher == max(plan.costs)
+    # 30 layers against 6: the teacher's scoring costs 5× a student's on the same dataset.
+    assert cost["score teacher on mmlu"] == pytest.approx(5 * cost["score student-ce on mmlu"])
+    assert cost["score teacher on mmlu"] > cost["score teacher on countries"]
+    # Only the first student of a teacher pays for extracting its top-k.
+    assert cost["distill student-topk (topk) from teacher"] > cost["distill student-first (first) from teacher"]
+    assert cost["distill student-first (first) from teacher"] == cost["distill student-rskd (rs-kd) from teacher"]
+    assert cost["report"] == cost["metrics, bootstrap CIs and paired tests"] == 0
+
+
+def test_time_left_comes_from_the_pace_of_stages_that_ran():
+    from first_eval.study.runner import _duration, _Pace
+
+    pace = _Pace()
+    assert pace.left(100.0) is None  # nothing measured yet: no guess
+    pace.update(cost=0.0, seconds=20.0)  # an uncosted stage (a model conversion) teaches nothing
+    pace.update(cost=50.0, seconds=0.01)  # a cache hit teaches nothing either
+    assert pace.left(100.0) is None
+    pace.update(cost=10.0, seconds=30.0)
+    assert pace.left(100.0) == pytest.approx(300.0)
+    assert [_duration(x) for x in (4.25, 42, 185, 3725)] == ["4.2s", "42s", "3m05s", "1h02m"]
+
+
 # ------------------------------------------------------------------------------ a tiny study
 
 
@@ -136,6 +168,7 @@ def test_tiny_study_writes_the_run_directory(tiny_run):
         assert (out / name).is_file(), name
     log = tiny_run["log"]
     assert "stages:" in log and "[1/" in log  # the stage list up front, then progress
+    assert " left)" in log  # and the time left, once a costed stage has run
     metrics = json.loads((out / "metrics.json").read_text())
     models = {r["model"] for r in metrics["results"]}
     assert models == {"base", "teacher", "teacher+ts", "student-ce", "student-topk", "student-first"}

@@ -46,8 +46,11 @@ def model_identity(spec: str) -> str:
         if done is not None and "run_hash" in done:
             ident = f"first-train:{done['run_hash']}"
         else:
-            entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                             for p in path.rglob("*") if p.is_file() and "checkpoints" not in p.parts)
+            # A run's own checkpoints/ are left out — relative to the directory, so that a
+            # checkpoint, itself under some ``checkpoints/``, is still identified by its files.
+            entries = sorted((str(rel), p.stat().st_size, p.stat().st_mtime_ns)
+                             for p in path.rglob("*")
+                             if p.is_file() and "checkpoints" not in (rel := p.relative_to(path)).parts)
             ident = "dir:" + hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
         return ident + (f":layers={layers}" if layers else "")
     return spec

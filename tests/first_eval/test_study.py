@@ -178,6 +178,8 @@ def test_tiny_study_writes_the_run_directory(tiny_run):
                                                                              ("teacher", "base")}
     traj = json.loads((out / "trajectory.json").read_text())
     assert [t["step"] for t in traj][0] == 0 and len(traj) >= 3  # base, checkpoints, final
+    # Each point is its own model's predictions (not one cache slot shared by every checkpoint).
+    assert len({t["nll"] for t in traj}) == len(traj)
     cal = json.loads((out / "calibration.json").read_text())
     assert cal[0]["ece_after"] <= cal[0]["ece_before"]
     html = (out / "index.html").read_text()

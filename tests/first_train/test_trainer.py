@@ -99,7 +99,7 @@ def test_finetune_loss_falls_and_every_checkpoint_loads(tmp_path, tiny_model_dir
     from first_eval.scorer import Scorer
     from first_eval.data import load_dataset
     from first_eval.zoo import load_model
-    from first_train.finetune import run_finetune
+    from first_train.finetune import model_identity, run_finetune
 
     out = tmp_path / "ft"
     cfg = FinetuneConfig(model=str(tiny_model_dir), dataset="countries", limit=16, out=str(out),
@@ -116,6 +116,10 @@ def test_finetune_loss_falls_and_every_checkpoint_loads(tmp_path, tiny_model_dir
         assert all(abs(sum(s.probs) - 1) < 1e-6 for s in scores)
     assert not (out / "checkpoints" / "step-000008" / "resume").exists()  # optimizer state pruned
     assert_same_weights(out, out / "checkpoints" / "step-000012")
+    # Each checkpoint has its own identity in the study cache (a regression: every checkpoint,
+    # being under checkpoints/, once hashed as an empty directory and shared one cache slot).
+    idents = [model_identity(str(out / "checkpoints" / f"step-{s:06d}")) for s in steps]
+    assert len(set(idents)) == 3 and model_identity(str(out)) not in idents
     record = finished_run(out)
     assert record["stage"] == "finetune" and record["losses"] == list(result.losses)
 

@@ -66,13 +66,15 @@ class FinetuneRecipe:
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training split."})
     lr: float = field(default=1e-4, metadata={"help": "Peak learning rate (AdamW)."})
     batch_size: int = field(default=8, metadata={"help": "Items per step."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear learning-rate warm-up steps."})
     save_every: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: only at the end)."})
     limit: int | None = field(default=None, metadata={"help": "Use at most N training items."})
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1 or self.save_every < 0:
+        if (self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1 or self.save_every < 0
+                or self.warmup_steps < 0):
             raise UserError(f"finetune recipe for {self.model!r}: epochs, lr, batch_size must be > 0 "
-                            f"and save_every ≥ 0")
+                            f"and save_every, warmup_steps ≥ 0")
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,12 @@ class DistillRecipe:
     epochs: float = field(default=1.0, metadata={"help": "Passes over the distillation split."})
     lr: float = field(default=1e-4, metadata={"help": "Peak learning rate."})
     batch_size: int = field(default=8, metadata={"help": "Items per step."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear learning-rate warm-up steps."})
     limit: int | None = field(default=None, metadata={"help": "Use at most N items."})
 
     def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise UserError(f"distill recipe: warmup_steps must be ≥ 0, got {self.warmup_steps}")
         if self.loss not in LOSSES:
             raise UserError(f"distill recipe: loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 1 <= self.k <= 100:

@@ -261,7 +261,8 @@ class StudyRunner:
         if not st.done:
             run_finetune(FinetuneConfig(model=base, dataset=r.dataset, split=r.split, limit=r.limit,
                                         out=str(st.path / "model"), epochs=r.epochs, lr=r.lr,
-                                        batch_size=r.batch_size, save_every=r.save_every, seed=self.cfg.seed,
+                                        batch_size=r.batch_size, warmup_steps=r.warmup_steps,
+                                        save_every=r.save_every, seed=self.cfg.seed,
                                         template=self.cfg.scorer.template, progress=self.progress))
             st.mark_done({"model": str(st.path / "model")})
         return str(st.path / "model")
@@ -307,7 +308,8 @@ class StudyRunner:
         if not st.done:
             run_distill(DistillConfig(student=r.student, store=str(st_store.path / "store"),
                                       out=str(st.path / "model"), loss=r.loss, alpha=r.alpha, epochs=r.epochs,
-                                      lr=r.lr, batch_size=r.batch_size, seed=self.cfg.seed,
+                                      lr=r.lr, batch_size=r.batch_size, warmup_steps=r.warmup_steps,
+                                      seed=self.cfg.seed,
                                       teacher=self._resolve(r.teacher), progress=self.progress))
             st.mark_done({"model": str(st.path / "model")})
         cal = st_store.summary().get("calibration")

@@ -11,7 +11,7 @@ from collections import defaultdict
 import numpy as np
 
 from first_eval.report.claims import Claim
-from first_eval.report.markdown import HEADLINE, cell, comparison_rows, headline_rows
+from first_eval.report.markdown import ECE_CI_NOTE, HEADLINE, cell, comparison_rows, headline_rows
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;
@@ -103,6 +103,7 @@ def render_html(run, claims: list[Claim]) -> str:
                      f"<span class='muted'>{_e(c.evidence)}</span></li>")
     parts.append("</ul><h2>Headline metrics (95% CIs)</h2>")
     parts.append(_table(["model", "dataset", "role", "n"] + [h for _, h, _ in HEADLINE], headline_rows(run), 3))
+    parts.append(f"<p class='muted'>{_e(ECE_CI_NOTE)}</p>")
     comp = comparison_rows(run)
     if comp:
         parts.append("<h2>Paired comparisons</h2><p class='muted'>Differences a − b on the same items; "

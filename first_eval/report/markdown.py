@@ -27,6 +27,11 @@ def cell(row: dict, key: str, digits: int) -> str:
     return text
 
 
+ECE_CI_NOTE = ("ECE's intervals are bootstrap percentiles of a statistic biased upward: resampling adds noise "
+               "that the bins read as mis-calibration, so for a well-calibrated model the interval can lie "
+               "above the point estimate. metrics.json also has debiased_ece, which corrects for that bias.")
+"""Said under every headline table, so that an interval above its point estimate is not read as a bug."""
+
 def headline_rows(run) -> list[list[str]]:
     roles = run.roles()
     rows = []
@@ -68,6 +73,7 @@ def render_markdown(run, claims: list[Claim]) -> str:
         out.append(f"  {_md(c.evidence)}")
     out += ["", "## Headline metrics (95% CIs)", ""]
     out.append(_table(["model", "dataset", "role", "n"] + [h for _, h, _ in HEADLINE], headline_rows(run)))
+    out += ["", ECE_CI_NOTE]
     comp = comparison_rows(run)
     if comp:
         out += ["", "## Paired comparisons (same items, paired bootstrap)", ""]

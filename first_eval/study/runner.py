@@ -33,10 +33,10 @@ PACKAGES = ("first-toolkit", "torch", "transformers", "accelerate", "numpy", "pa
             "netcal", "relplot", "plotly", "streamlit")
 
 
-TRAIN_PASSES = 4
-"""A training step's cost in forward passes: forward + backward (≈ 2) + optimizer and data; measured
-on the default study on 2 CPU cores, where a fine-tuning stage ran at 1.3–1.6× the scoring stages'
-time per unit of layers × characters × 3."""
+TRAIN_PASSES = 5.5
+"""A training step's cost in forward passes: forward, backward (≈ 2 more), optimizer and data. Set
+from the default study on 2 CPU cores: a unit of the teacher's fine-tuning took 4.9 (against
+countries) to 6.6 (against MMLU's long prompts) times a unit of scoring the same model."""
 
 
 @dataclass

@@ -58,3 +58,13 @@ def tiny_llama(smollm2_tokenizer):
     Session-scoped: do not train it in place; ``copy.deepcopy`` it first.
     """
     return make_tiny_llama(smollm2_tokenizer), smollm2_tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_llama):
+    """``tiny_llama`` saved as an HF directory (a valid model spec on disk). Read-only: shared."""
+    model, tokenizer = tiny_llama
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

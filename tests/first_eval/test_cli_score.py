@@ -35,16 +35,6 @@ def _cli(*args, check=True, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tiny_llama, tmp_path_factory):
-    """The tiny random Llama saved as a local model directory (a valid --model spec)."""
-    model, tok = tiny_llama
-    path = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "toy.jsonl"
     rows = [dict(q, split="test") for q in QUESTIONS] + [
@@ -54,12 +44,12 @@ def data_file(tmp_path_factory):
     return path
 
 
-def test_score_writes_the_library_scores(tiny_llama, tiny_dir, data_file, tmp_path):
+def test_score_writes_the_library_scores(tiny_llama, tiny_model_dir, data_file, tmp_path):
     from first_eval.data import load_dataset
     from first_eval.scorer import Scorer
 
     out = tmp_path / "preds.jsonl"
-    proc = _cli("score", "--model", tiny_dir, "--dataset", data_file, "--split", "test", "--out", out,
+    proc = _cli("score", "--model", tiny_model_dir, "--dataset", data_file, "--split", "test", "--out", out,
                 "--name", "tiny", "--no-progress")
     assert "wrote 4 predictions" in proc.stdout and "questions/s" in proc.stdout
     frame = read_predictions(out)
@@ -75,9 +65,9 @@ def test_score_writes_the_library_scores(tiny_llama, tiny_dir, data_file, tmp_pa
         assert got["option_mass"] == pytest.approx(want.option_mass, abs=1e-6)
 
 
-def test_kshot_chat_parquet(tiny_dir, data_file, tmp_path):
+def test_kshot_chat_parquet(tiny_model_dir, data_file, tmp_path):
     out = tmp_path / "preds.parquet"
-    _cli("score", "--model", tiny_dir, "--dataset", data_file, "--split", "test", "--shots", "2",
+    _cli("score", "--model", tiny_model_dir, "--dataset", data_file, "--split", "test", "--shots", "2",
          "--template", "chat", "--batch-tokens", "64", "--limit", "3", "--out", out, "--no-progress")
     frame = read_predictions(out)
     assert len(frame) == 3
@@ -87,9 +77,9 @@ def test_kshot_chat_parquet(tiny_dir, data_file, tmp_path):
         assert prompt.endswith("<|im_start|>assistant\n")
 
 
-def test_option_text_columns(tiny_dir, data_file, tmp_path):
+def test_option_text_columns(tiny_model_dir, data_file, tmp_path):
     out = tmp_path / "preds.jsonl"
-    _cli("score", "--model", tiny_dir, "--dataset", data_file, "--split", "test", "--option-text",
+    _cli("score", "--model", tiny_model_dir, "--dataset", data_file, "--split", "test", "--option-text",
          "--out", out, "--no-progress")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert all(len(r["option_loglik"]) == r["n_options"] and isinstance(r["acc_norm"], bool) for r in rows)
@@ -101,18 +91,18 @@ def test_option_text_columns(tiny_dir, data_file, tmp_path):
     (["--shots", "9", "--split", "test"], "asked for 9 few-shot examples but the pool has only 4"),
     (["--batch-tokens", "0"], "Invalid value for '--batch-tokens'"),
 ])
-def test_errors_are_one_line(tiny_dir, data_file, tmp_path, args, message):
+def test_errors_are_one_line(tiny_model_dir, data_file, tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
     out = [] if "--out" in args else ["--out", tmp_path / "p.jsonl"]
-    proc = _cli("score", "--model", tiny_dir, "--dataset", data_file, *out, *args, check=False)
+    proc = _cli("score", "--model", tiny_model_dir, "--dataset", data_file, *out, *args, check=False)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "p.jsonl").exists()
 
 
-def test_missing_dataset_and_model_are_one_line(tiny_dir, data_file, tmp_path):
-    proc = _cli("score", "--model", tiny_dir, "--dataset", tmp_path / "nope.jsonl", "--out", tmp_path / "p.jsonl",
+def test_missing_dataset_and_model_are_one_line(tiny_model_dir, data_file, tmp_path):
+    proc = _cli("score", "--model", tiny_model_dir, "--dataset", tmp_path / "nope.jsonl", "--out", tmp_path / "p.jsonl",
                 check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and len(proc.stderr.splitlines()) == 1
     proc = _cli("score", "--model", tmp_path / "no-model", "--dataset", data_file, "--out", tmp_path / "p.jsonl",

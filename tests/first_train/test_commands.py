@@ -21,16 +21,6 @@ LOSSES = ("first", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_llama) -> Path:
-    """``tiny_llama`` saved as an HF directory (a model spec on disk)."""
-    model, tokenizer = tiny_llama
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def tiny_teacher_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """The tiny model fine-tuned on 32 countries/train items until its answers are confident."""
     from first_train.config import FinetuneConfig

@@ -21,15 +21,6 @@ pytestmark = pytest.mark.slow
 SCRIPT = Path(sys.executable).with_name("first-train")
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_llama) -> Path:
-    model, tokenizer = tiny_llama
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,16 +21,6 @@ from first_train.trainer import batch_schedule, finished_run, latest_checkpoint
 FAST = dict(progress=False, lr=1e-2, batch_size=4)
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_llama) -> Path:
-    """``tiny_llama`` saved as an HF directory (a model spec on disk)."""
-    model, tokenizer = tiny_llama
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def weights(directory: Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(directory) / "model.safetensors"))
 

@@ -66,3 +66,27 @@ def nan_to_none(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [nan_to_none(v) for v in obj]
     return obj
+
+
+def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML config file's top-level mapping (``yaml.safe_load``: no arbitrary objects).
+
+    Raises
+    ------
+    UserError
+        One line naming the file: missing, not valid YAML, or not a mapping at the top level.
+    """
+    import yaml
+
+    from first_eval.errors import UserError
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such config file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: expected a mapping at the top level")
+    return data

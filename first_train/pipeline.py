@@ -98,18 +98,10 @@ def load_pipeline_config(source: str | Path | dict[str, Any], *, out: str | None
     if isinstance(source, dict):
         data = dict(source)
     else:
-        import yaml
+        from first_eval.fileio import read_yaml_mapping
 
-        path = Path(source)
-        where = str(path)
-        if not path.is_file():
-            raise UserError(f"{path}: no such config file")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a mapping at the top level")
+        where = str(Path(source))
+        data = read_yaml_mapping(source)
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(_TOP_KEYS)})")

@@ -262,18 +262,9 @@ class StudyConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "StudyConfig":
-        import yaml
+        from first_eval.fileio import read_yaml_mapping
 
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"{p}: no such config file")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise UserError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{p}: expected a mapping at the top level")
-        return cls.from_dict(data)
+        return cls.from_dict(read_yaml_mapping(path))
 
     def to_dict(self) -> dict[str, Any]:
         return _strip_none(asdict(self))

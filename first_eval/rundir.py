@@ -115,5 +115,5 @@ def find_runs(reports_dir: str | os.PathLike) -> list[Path]:
     base = Path(reports_dir)
     if not base.is_dir():
         return []
-    runs = [p for p in base.iterdir() if p.is_dir() and is_run_dir(p)]
+    runs = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".") and is_run_dir(p)]
     return sorted(runs, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)

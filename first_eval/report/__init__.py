@@ -7,6 +7,7 @@ the figures' data (reliability bins from the stored predictions). The figures co
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from first_eval import rundir
@@ -32,13 +33,18 @@ def with_confidence(run) -> list[dict]:
     return rows
 
 
-def build_report(run_dir: str | Path) -> tuple[Path, Path]:
-    """(Re)write ``report.md`` and ``index.html`` of a run directory; returns their paths."""
+def build_report(run_dir: str | Path, *, shown_as: str | Path | None = None) -> tuple[Path, Path]:
+    """(Re)write ``report.md`` and ``index.html`` of a run directory; returns their paths.
+
+    ``shown_as``: the directory the report names (its run name, the command that rebuilds it),
+    when it is written in a staging directory that is moved there afterwards.
+    """
     run = rundir.load_run(run_dir)
     claims = check_claims(with_confidence(run), run.metrics.get("comparisons", []), run.roles(),
                           knowledge=run.knowledge, calibration=run.calibration)
+    shown = run if shown_as is None else replace(run, path=Path(shown_as))
     md_path = run.path / rundir.REPORT_MD
     html_path = run.path / rundir.REPORT_HTML
-    write_text_atomic(md_path, render_markdown(run, claims))
-    write_text_atomic(html_path, render_html(run, claims))
+    write_text_atomic(md_path, render_markdown(shown, claims))
+    write_text_atomic(html_path, render_html(shown, claims))
     return md_path, html_path

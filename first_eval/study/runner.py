@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -107,6 +109,7 @@ class StudyRunner:
                  mmlu_full: bool = False, stage_root: Path | None = None) -> None:
         self.cfg = cfg
         self.out = Path(out)
+        self.work = self.out.parent / f".{self.out.name}.partial"  # where run() stages the run directory
         self.progress = progress
         self.stage_root = stage_root
         self.datasets = [replace(d, limit=None) if (mmlu_full and d.name == "mmlu") else d for d in cfg.datasets]
@@ -240,9 +243,14 @@ class StudyRunner:
     # ------------------------------------------------------------------------- stages
     def _build_model(self, m: ModelConfig) -> None:
         if m.kind == "spec":
-            from first_eval.zoo import load_model
+            from first_eval.zoo import load_model, pretrained_path, resolve
 
-            load_model(m.spec)  # converts/caches now, so the scoring stages only read
+            # Convert and cache now, so that the scoring stages only read; a hub model is loaded
+            # (offline, that fails here with its one-line error rather than stages later).
+            if resolve(m.spec).kind == "hub":
+                load_model(m.spec)
+            else:
+                pretrained_path(m.spec)
             self.model_paths[m.name] = m.spec
         elif m.kind == "finetune":
             self.model_paths[m.name] = self._finetune(m)
@@ -445,7 +453,7 @@ class StudyRunner:
             f["model"], f["dataset"] = model, dataset
             frames.append(f)
         frame = pd.concat(frames, ignore_index=True)
-        pred_path = self.out / rundir.PREDICTIONS_FILE
+        pred_path = self.work / rundir.PREDICTIONS_FILE
         write_predictions(frame, pred_path)
         frame = read_predictions(pred_path)  # metrics from exactly what is on disk
         mc = self.cfg.metrics
@@ -456,7 +464,7 @@ class StudyRunner:
             comparisons += compute_comparisons(frame, a, b, n_bins=mc.bins, scheme=mc.scheme,
                                                bootstrap=mc.bootstrap or 1000, seed=self.cfg.seed)
         edges = np.linspace(0.0, 1.0, mc.bins + 1).tolist() if mc.scheme == "width" else None
-        write_json_atomic(self.out / rundir.METRICS_FILE, {
+        write_json_atomic(self.work / rundir.METRICS_FILE, {
             "results": results, "comparisons": comparisons,
             "metadata": {"study": self.cfg.name, "config_hash": self.cfg.hash(), "seed": self.cfg.seed,
                          "bins": mc.bins, "scheme": mc.scheme, "bin_edges": edges, "bootstrap": mc.bootstrap,
@@ -465,13 +473,13 @@ class StudyRunner:
                                     f"--scheme {mc.scheme} --bootstrap {mc.bootstrap} --seed {self.cfg.seed}"},
         })
         if self.trajectory:
-            write_json_atomic(self.out / rundir.TRAJECTORY_FILE, self.trajectory)
+            write_json_atomic(self.work / rundir.TRAJECTORY_FILE, self.trajectory)
         if self.knowledge:
-            write_json_atomic(self.out / rundir.KNOWLEDGE_FILE, self.knowledge)
+            write_json_atomic(self.work / rundir.KNOWLEDGE_FILE, self.knowledge)
         if self.calibration:
-            write_json_atomic(self.out / rundir.CALIBRATION_FILE, self.calibration)
+            write_json_atomic(self.work / rundir.CALIBRATION_FILE, self.calibration)
         counts = frame.groupby("dataset", sort=False)["id"].nunique().to_dict()
-        rundir.write_run_json(self.out, {
+        rundir.write_run_json(self.work, {
             "study": self.cfg.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": self.cfg.to_dict(), "config_hash": self.cfg.hash(), "seed": self.cfg.seed,
             "versions": package_versions(),
@@ -484,12 +492,16 @@ class StudyRunner:
     def _write_report(self) -> None:
         from first_eval.report import build_report
 
-        build_report(self.out)
+        build_report(self.work, shown_as=self.out)
 
     # ------------------------------------------------------------------------- run
     def run(self) -> Path:
         plan = self.plan()
-        self.out.mkdir(parents=True, exist_ok=True)
+        # The run directory is written into a hidden sibling and moved into place once complete:
+        # a failed or killed run leaves no half-written run behind (its stages stay cached).
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir()
         total = len(plan.steps)
         _log(f"study {self.cfg.name!r} → {self.out} — {total} stages:")
         for i, (title, _) in enumerate(plan.steps, 1):
@@ -505,8 +517,20 @@ class StudyRunner:
             left = pace.left(sum(plan.costs[i:]))
             eta = "" if left is None or i == total else f", about {_duration(left)} left"
             _log(f"[{i}/{total}] done in {_duration(took)} (elapsed {_duration(time.monotonic() - start)}{eta})")
+        _publish(self.work, self.out)
         _log(f"report: {self.out / rundir.REPORT_HTML}")
         return self.out
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Move a finished run directory into place: renamed whole when ``out`` is new, file by file
+    (each an atomic replace) when it already exists."""
+    if not out.exists():
+        os.replace(work, out)
+        return
+    for path in work.iterdir():
+        os.replace(path, out / path.name)
+    work.rmdir()
 
 
 def _final_step(model_dir: Path) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,6 +67,20 @@ def test_run_cli_bad_config_is_one_line(tmp_path):
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: study: needs at least one dataset and one model"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_hub_model_offline_fails_at_the_first_stage_in_one_line(tmp_path):
+    config = tmp_path / "s.yaml"
+    config.write_text(yaml.safe_dump({"name": "hub", "datasets": [{"name": "countries", "split": "test", "limit": 4}],
+                                      "models": [{"name": "remote", "spec": "some-org/some-model"}]}))
+    proc = subprocess.run([sys.executable, "-m", "first_eval.cli", "run", "--config", str(config),
+                           "--out", str(tmp_path / "out"), "--no-progress"], capture_output=True, text=True,
+                          env=dict(ENV, FIRST_HOME=str(tmp_path / "home")), timeout=300)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot load") and "offline" in last and "Traceback" not in proc.stderr
+    assert "[1/" in proc.stderr and "[2/" not in proc.stderr  # at the first stage, before any scoring
     assert not (tmp_path / "out").exists()
 
 
@@ -225,6 +240,22 @@ def test_warm_rerun_uses_the_cache(tiny_run):
     assert all((tiny_run["home"] / "stages" / s / "DONE").is_file() for s in stages)
 
 
+def test_a_rerun_into_an_existing_run_directory_replaces_its_files(tiny_run):
+    from first_eval.rundir import find_runs
+
+    root = tiny_run["root"]
+    out = root / "run3"
+    for _ in range(2):
+        proc = _run(tiny_run["config"], out, tiny_run["home"], timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "index.html").is_file() and (out / "run.json").is_file()
+    assert not list(root.glob(".*partial*"))  # the staging directory is gone
+    assert f"first-eval report {out}" in (out / "report.md").read_text()  # names where it lives
+    # A staging directory (a run killed while writing) is never offered as a run.
+    shutil.copytree(out, root / ".run4.partial")
+    assert out in find_runs(root) and root / ".run4.partial" not in find_runs(root)
+
+
 def test_a_killed_run_resumes_from_its_cache(tmp_path, tiny_model_dir):
     cfg = tiny_study(tiny_model_dir)
     cfg["models"] = cfg["models"][:3]  # base, teacher, teacher+ts
@@ -247,10 +278,11 @@ def test_a_killed_run_resumes_from_its_cache(tmp_path, tiny_model_dir):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (tmp_path / "run" / "metrics.json").exists()  # nothing half-written as a result
+    assert not (tmp_path / "run").exists()  # nothing half-written: the run directory appears complete
     done_before = {p.parent.name for p in home.glob("stages/*/DONE")}
     resumed = _run(config, tmp_path / "run", home, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resum" in resumed.stderr.lower()  # the trainer picked up its checkpoint
     assert (tmp_path / "run" / "metrics.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "run", "s.yaml"]  # no staging left
     assert done_before <= {p.parent.name for p in home.glob("stages/*/DONE")}

@@ -515,7 +515,7 @@ class StudyRunner:
             took = time.monotonic() - t0
             pace.update(plan.costs[i - 1], took)
             left = pace.left(sum(plan.costs[i:]))
-            eta = "" if left is None or i == total else f", about {_duration(left)} left"
+            eta = "" if not left else f", about {_duration(left)} left"  # none once only quick stages remain
             _log(f"[{i}/{total}] done in {_duration(took)} (elapsed {_duration(time.monotonic() - start)}{eta})")
         _publish(self.work, self.out)
         _log(f"report: {self.out / rundir.REPORT_HTML}")

@@ -32,6 +32,19 @@ def test_default_config_is_valid():
     assert cfg.hash() == StudyConfig.from_yaml(default_config_path()).hash()
 
 
+def test_longer_students_config_is_the_default_with_longer_students():
+    default = StudyConfig.from_yaml(default_config_path())
+    longer = StudyConfig.from_yaml(default_config_path().with_name("longer-students.yaml"))
+    students = {m.name for m in longer.models if m.name.startswith("student-")}
+    assert students == {"student-ce", "student-topk", "student-first"}
+    for m in longer.models:
+        recipe = m.finetune or m.distill
+        if m.name in students:
+            assert recipe.epochs == 3
+        else:  # the same teacher recipe, so the default study's cached teacher and top-k are reused
+            assert m == default.model(m.name)
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda c: c["models"].append({"name": "base", "spec": "x"}), "used twice"),
     (lambda c: c["models"].append({"name": "s", "distill": {"student": "x", "teacher": "ghost"}}), "unknown model 'ghost'"),

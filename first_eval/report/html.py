@@ -20,7 +20,7 @@ h1{font-size:1.7em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom
 table{border-collapse:collapse;font-size:.88em;margin:1em 0}th,td{border:1px solid #ddd;padding:.3em .55em;
 text-align:left;vertical-align:top}th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .verdict{font-weight:600;padding:.1em .4em;border-radius:3px}.held{background:#d8f0d8}
-.did-not-hold{background:#f6d6d6}.mixed{background:#f6ecc8}.not-measured{background:#e8e8e8}
+.did-not-hold{background:#f6d6d6}.mixed{background:#f6ecc8}.not-measured,.within-noise{background:#e8e8e8}
 .muted{color:#666;font-size:.9em}.fig{margin:1em 0}
 """
 

@@ -53,7 +53,6 @@ class Plan:
 
     steps: list[tuple[str, Callable[[], Any]]] = field(default_factory=list)
     costs: list[float] = field(default_factory=list)
-    stores: set = field(default_factory=set)  # teachers' top-k stores already costed
 
     def add(self, title: str, fn: Callable[[], Any], cost: float = 0.0) -> None:
         self.steps.append((title, fn))
@@ -146,6 +145,7 @@ class StudyRunner:
     def plan(self) -> Plan:
         plan = Plan()
         built = set()
+        costed_stores: set[tuple] = set()  # a teacher's top-k is extracted once, for its first student
         pending = [m for m in self.cfg.models if m.kind != "posthoc"]
         while pending:  # dependency order: a distill waits for its teacher
             progressed = False
@@ -154,7 +154,7 @@ class StudyRunner:
                 if m.finetune and m.finetune.model in {x.name for x in self.cfg.models}:
                     deps.add(m.finetune.model)
                 if deps <= built:
-                    plan.add(self._model_title(m), lambda m=m: self._build_model(m), self._build_cost(m, plan))
+                    plan.add(self._model_title(m), lambda m=m: self._build_model(m), self._build_cost(m, costed_stores))
                     built.add(m.name)
                     pending.remove(m)
                     progressed = True
@@ -207,7 +207,7 @@ class StudyRunner:
         """Characters of the prompts' questions and options (a proxy for their tokens)."""
         return sum(len(it.question) + sum(map(len, it.choices)) + 40 for it in self._items(name, split, limit))
 
-    def _build_cost(self, m: ModelConfig, plan: Plan) -> float:
+    def _build_cost(self, m: ModelConfig, costed_stores: set[tuple]) -> float:
         if m.kind == "finetune":
             r = m.finetune
             return TRAIN_PASSES * r.epochs * self._depth(m.name) * self._chars(r.dataset, r.split, r.limit)
@@ -215,8 +215,8 @@ class StudyRunner:
             r = m.distill
             cost = TRAIN_PASSES * r.epochs * self._depth(m.name) * self._chars(r.dataset, r.split, r.limit)
             key = (r.teacher, r.dataset, r.split, r.calibration_split, r.k)
-            if key not in plan.stores:  # the first student of a teacher also extracts its top-k
-                plan.stores.add(key)
+            if key not in costed_stores:  # the first student of a teacher also extracts its top-k
+                costed_stores.add(key)
                 cost += self._depth(r.teacher) * (self._chars(r.dataset, r.split, r.limit)
                                                   + self._chars(r.dataset, r.calibration_split, None))
             return cost

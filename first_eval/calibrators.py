@@ -18,6 +18,9 @@ Conventions, shared by every calibrator here:
   options are zero-padded on the right. **An option with probability exactly 0 is treated as
   absent**: it stays at exactly 0 after every transform (padding cannot be told apart from a
   real option the model gave exactly 0).
+- Inputs go through the metrics' own door, :func:`first_eval.calibration._checks.check_forecasts`
+  (``check_probs`` where there are no labels): the same rules, tolerance and ``UserError``
+  messages as every metric. ``fit`` and :func:`cross_fit` take an optional ``n_options``.
 - The prediction is the argmax (ties -> lowest index); the confidence is its probability.
   No calibrator here changes the prediction.
 - Top-label recalibration (histogram, isotonic) maps the confidence ``c`` to ``c'`` and rescales
@@ -43,6 +46,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
+from first_eval.calibration._checks import PROB_FLOOR, check_forecasts, check_probs
 from first_eval.errors import UserError
 
 __all__ = [
@@ -55,8 +59,6 @@ __all__ = [
     "cross_fit",
 ]
 
-PROB_FLOOR = 1e-12  # log-probabilities are taken of max(p, PROB_FLOOR), as for NLL
-SUM_TOLERANCE = 1e-6
 _ARGMAX_MARGIN = 1e-12  # keeps the top option strictly above the runner-up after rescaling
 
 
@@ -66,43 +68,6 @@ class Calibrator(Protocol):
     def fit(self, probs: Any, labels: Any) -> Calibrator: ...
 
     def transform(self, probs: Any) -> np.ndarray: ...
-
-
-# --------------------------------------------------------------------------- validation
-def _check_probs(probs: Any) -> np.ndarray:
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] < 2:
-        raise UserError(
-            f"Expected probs of shape (n_items >= 1, n_options >= 2), got shape {p.shape}"
-        )
-    if not np.isfinite(p).all():
-        bad = int((~np.isfinite(p)).sum())
-        raise UserError(f"Expected finite probs, got {bad} non-finite values")
-    if (p < 0).any():
-        raise UserError(f"Expected non-negative probs, got minimum {p.min():.6g}")
-    dev = np.abs(p.sum(axis=1) - 1.0)
-    if (dev > SUM_TOLERANCE).any():
-        i = int(dev.argmax())
-        raise UserError(
-            f"Expected rows of probs to sum to 1 within {SUM_TOLERANCE:g}, "
-            f"got {p[i].sum():.9g} in row {i}"
-        )
-    return p
-
-
-def _check_inputs(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    p = _check_probs(probs)
-    y = np.asarray(labels)
-    if y.ndim != 1 or y.shape[0] != p.shape[0]:
-        raise UserError(f"Expected labels of shape ({p.shape[0]},), got shape {y.shape}")
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind != "f" or not np.all(np.isfinite(y) & (y == np.round(y))):
-            raise UserError(f"Expected integer labels, got dtype {y.dtype}")
-    y = y.astype(np.int64)
-    if ((y < 0) | (y >= p.shape[1])).any():
-        bad = y[(y < 0) | (y >= p.shape[1])][0]
-        raise UserError(f"Expected labels in [0, {p.shape[1] - 1}], got {bad}")
-    return p, y
 
 
 def _top_label(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -189,19 +154,22 @@ class TemperatureScaling:
         s = TemperatureScaling._log_probs(p, support) / temperature
         return float(np.mean(logsumexp(s, axis=1) - s[rows, y]))
 
-    def fit(self, probs: Any, labels: Any) -> TemperatureScaling:
+    def fit(self, probs: Any, labels: Any, *, n_options: Any = None) -> TemperatureScaling:
         """Fit the temperature.
 
         Parameters
         ----------
         probs : array-like of shape (n_items, n_options)
         labels : array-like of shape (n_items,)
+        n_options : array-like of shape (n_items,), optional
+            Real option count of each row (checked: zero padding beyond it, labels below it).
 
         Returns
         -------
         self
         """
-        p, y = _check_inputs(probs, labels)
+        f = check_forecasts(probs, labels, n_options)
+        p, y = f.probs, f.labels
         support = p > 0
         support[np.arange(p.shape[0]), y] = True
         if not (support.sum(axis=1) > 1).any():  # every row certain: the NLL does not depend on T
@@ -226,7 +194,7 @@ class TemperatureScaling:
             raise RuntimeError(
                 "TemperatureScaling is not fitted yet; call fit(probs, labels) first"
             )
-        p = _check_probs(probs)
+        p = check_probs(probs)
         s = self._log_probs(p, p > 0) / self.temperature_
         s -= s.max(axis=1, keepdims=True)
         e = np.exp(s)
@@ -240,21 +208,22 @@ class TemperatureScaling:
 class _TopLabelCalibrator:
     """Shared fit/transform for calibrators of the top-label confidence."""
 
-    def fit(self, probs: Any, labels: Any):
+    def fit(self, probs: Any, labels: Any, *, n_options: Any = None):
         """Fit the confidence map on (confidence, correct) pairs.
 
         Parameters
         ----------
         probs : array-like of shape (n_items, n_options)
         labels : array-like of shape (n_items,)
+        n_options : array-like of shape (n_items,), optional
+            Real option count of each row (checked: zero padding beyond it, labels below it).
 
         Returns
         -------
         self
         """
-        p, y = _check_inputs(probs, labels)
-        top, conf = _top_label(p)
-        self._fit_map(conf, (top == y).astype(np.float64))
+        f = check_forecasts(probs, labels, n_options)
+        self._fit_map(f.confidence, f.correct)
         self.fitted_ = True
         return self
 
@@ -268,7 +237,7 @@ class _TopLabelCalibrator:
             raise RuntimeError(
                 f"{type(self).__name__} is not fitted yet; call fit(probs, labels) first"
             )
-        p = _check_probs(probs)
+        p = check_probs(probs)
         return _rescale_top_label(p, self.calibrate_confidence(_top_label(p)[1]))
 
     def calibrate_confidence(self, confidence: Any) -> np.ndarray:  # pragma: no cover - abstract
@@ -444,6 +413,7 @@ def cross_fit(
     n_folds: int = 5,
     seed: int = 0,
     stratify: bool = True,
+    n_options: Any = None,
 ) -> CrossFitResult:
     """Calibrate every item with a calibrator fitted on the other folds (k-fold cross-fitting).
 
@@ -468,6 +438,9 @@ def cross_fit(
         Seeds the fold assignment; the result is deterministic for a seed.
     stratify : bool, default=True
         Spread each fold over the confidence range (see above); else a plain random split.
+    n_options : array-like of shape (n_items,), optional
+        Real option count of each row, checked once here (zero padding beyond it, labels below
+        it); the calibrators treat the zero padding as absent options either way.
 
     Returns
     -------
@@ -492,13 +465,13 @@ def cross_fit(
         raise UserError(f"Expected a calibrator name or factory, got {type(calibrator).__name__}")
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
         raise UserError(f"Expected n_folds to be an integer >= 2, got {n_folds!r}")
-    p, y = _check_inputs(probs, labels)
-    n = p.shape[0]
+    f = check_forecasts(probs, labels, n_options)
+    p, y, n = f.probs, f.labels, f.n
     if n < n_folds:
         raise UserError(
             f"Expected at least n_folds={n_folds} items to cross-fit (one per fold), got {n}"
         )
-    fold = _assign_folds(_top_label(p)[1], int(n_folds), seed, stratify)
+    fold = _assign_folds(f.confidence, int(n_folds), seed, stratify)
     out = np.empty_like(p)
     params: list[dict] = []
     for k in range(n_folds):

@@ -21,7 +21,8 @@ column          type           meaning
 Any tool (vLLM, an API, lm-eval) can write it; :func:`read_predictions` validates it once, at
 the door, and raises :class:`~first_eval.errors.UserError` with the file and line (JSONL) or
 row (Parquet) of the first problem. Probabilities must be finite, non-negative and sum to 1
-within ``1e-6``; they are renormalized only when the caller asks (``renormalize=True``).
+within ``1e-6`` (:data:`~first_eval.calibration.SUM_TOLERANCE`, the metrics' own rule); they
+are renormalized only when the caller asks (``renormalize=True``).
 
 This module imports neither torch nor transformers.
 """
@@ -39,12 +40,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from first_eval.calibration._checks import SUM_TOLERANCE
 from first_eval.errors import UserError
 from first_eval.fileio import atomic_path
 
 REQUIRED_COLUMNS = ("model", "dataset", "id", "probs", "label")
 OPTIONAL_COLUMNS = ("prompt", "option_mass", "top1_correct", "subject", "split", "n_options")
-SUM_TOLERANCE = 1e-6
 MAX_OPTIONS = 10
 
 

@@ -10,7 +10,7 @@ What it writes, so that every view of the dashboard and every figure of the repo
 - ``predictions.parquet`` — every model on every dataset on the same items; item difficulty is
   shared across models, fine-tuned-looking models are sharper (over-confident) and harder
   datasets (``near-ood``, ``far-ood``) lower accuracy but not confidence;
-- ``metrics.json`` — computed by the real metrics core (:func:`first_eval.cli.metrics.compute_results`,
+- ``metrics.json`` — computed by the real metrics core (:func:`first_eval.results.compute_results`,
   the ``first-eval metrics --json`` schema), with bootstrap CIs and paired comparisons;
 - ``trajectory.json`` — the metrics of checkpoints interpolated from the first model to the second;
 - ``calibration.json`` — ECE on a temperature grid for the second model (FIRST's ``c`` on
@@ -137,7 +137,7 @@ def make_synthetic_run(
     Path
     """
     from first_eval.calibration import expected_calibration_error, metric_suite
-    from first_eval.cli.metrics import compute_comparisons, compute_results
+    from first_eval.results import compute_comparisons, compute_results
 
     if not models or not datasets or n_items < 2:
         raise ValueError(f"Expected at least one model, one dataset and n_items >= 2, got "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from first_eval.cli import run_cli
+from first_eval.errors import run_cli
 
 app = typer.Typer(
     name="first-train",

@@ -14,11 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from first_eval.calibration import binning as _b
-from first_eval.calibration._checks import Forecasts, check_forecasts
+from first_eval.calibration._checks import PROB_FLOOR, Forecasts, check_forecasts
 from first_eval.calibration.smooth import smooth_ece_rows
-
-#: Probabilities are clipped to at least this before taking logs.
-NLL_FLOOR = 1e-12
 
 
 def _prepared(probs, labels, n_bins=None, scheme="width", n_options=None) -> Forecasts:
@@ -149,7 +146,7 @@ def _brier_items(f: Forecasts) -> np.ndarray:
 
 
 def _nll_items(f: Forecasts) -> np.ndarray:
-    return -np.log(np.clip(f.probs[np.arange(f.n), f.labels], NLL_FLOOR, 1.0))
+    return -np.log(np.clip(f.probs[np.arange(f.n), f.labels], PROB_FLOOR, 1.0))
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,9 @@ transformers only inside their command functions, so ``first-eval metrics`` stay
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
-from first_eval.errors import UserError
+from first_eval.errors import run_cli
 
 app = typer.Typer(
     name="first-eval",
@@ -35,21 +33,6 @@ def _register() -> None:
 
     for name in _COMMANDS:
         importlib.import_module(f"first_eval.cli.{name}").register(app)
-
-
-def run_cli(typer_app: typer.Typer, argv: list[str] | None = None) -> None:
-    """Run a Typer app, turning user errors into one line on stderr and exit status 2."""
-    try:
-        typer_app(args=argv, standalone_mode=True)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except FileNotFoundError as exc:
-        print(f"error: no such file: {exc.filename or exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,9 @@
 """``first-eval metrics FILE`` — calibration metrics for a predictions table from anywhere.
 
-NumPy and pandas only: this command never imports torch or transformers.
+This module parses the flags and prints; the rows themselves come from
+:mod:`first_eval.results` (``compute_results``, ``compute_comparisons``), which the study runner,
+``first_train`` and :mod:`first_eval.synthetic` call too. NumPy and pandas only: this command
+never imports torch or transformers.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from first_eval.errors import UserError
+from first_eval.results import compute_comparisons, compute_results
 
 
 class Scheme(str, Enum):
@@ -26,54 +29,6 @@ _TABLE = (("n", "n", "{:d}"), ("accuracy", "acc", "{:.3f}"), ("ece", "ECE", "{:.
           ("mce", "MCE", "{:.3f}"), ("rms_ce", "RMS-CE", "{:.4f}"), ("smooth_ece", "smECE", "{:.4f}"),
           ("brier", "Brier", "{:.4f}"), ("nll", "NLL", "{:.4f}"), ("auroc", "AUROC", "{:.3f}"),
           ("aurc", "AURC", "{:.4f}"))
-
-
-def compute_results(frame, *, n_bins: int, scheme: str, bootstrap: int, seed: int) -> list[dict]:
-    """Metric rows, one per (model, dataset), in the ``first-eval metrics --json`` schema."""
-    from first_eval.bootstrap import bootstrap_ci
-    from first_eval.calibration import metric_suite
-    from first_eval.predictions import group_predictions
-
-    results = []
-    for group in group_predictions(frame):
-        row: dict = {"model": group.model, "dataset": group.dataset}
-        suite = metric_suite(group.probs, group.labels, n_bins=n_bins, scheme=scheme, n_options=group.n_options)
-        row.update({k: (int(v) if k == "n" else float(v)) for k, v in suite.items()})
-        if bootstrap:
-            cis = bootstrap_ci(group.probs, group.labels, n_resamples=bootstrap, seed=seed,
-                               n_bins=n_bins, scheme=scheme, n_options=group.n_options)
-            for name, (lo, hi) in cis.items():
-                row[f"{name}_ci"] = [float(lo), float(hi)]
-        results.append(row)
-    return results
-
-
-def compute_comparisons(frame, model_a: str, model_b: str, *, n_bins: int, scheme: str,
-                        bootstrap: int, seed: int) -> list[dict]:
-    """Paired bootstrap of ``model_a`` − ``model_b`` on each dataset both were scored on."""
-    from first_eval.bootstrap import paired_bootstrap
-    from first_eval.predictions import align_groups, group_predictions
-
-    groups = {(g.model, g.dataset): g for g in group_predictions(frame)}
-    models = {m for m, _ in groups}
-    for m in (model_a, model_b):
-        if m not in models:
-            raise UserError(f"--compare: no model {m!r} in the file (models: {', '.join(sorted(models))})")
-    datasets = [d for (m, d) in groups if m == model_a and (model_b, d) in groups]
-    if not datasets:
-        raise UserError(f"--compare: {model_a!r} and {model_b!r} were not scored on a common dataset")
-    out = []
-    for dataset in datasets:
-        pa, pb, labels, n_opts = align_groups(groups[(model_a, dataset)], groups[(model_b, dataset)])
-        diffs = paired_bootstrap(pa, pb, labels, n_resamples=bootstrap, seed=seed,
-                                 n_bins=n_bins, scheme=scheme, n_options=n_opts)
-        out.append({
-            "model_a": model_a, "model_b": model_b, "dataset": dataset, "n": int(len(labels)),
-            "n_resamples": bootstrap,
-            "differences": {name: {"difference": float(d.difference), "ci": [float(d.ci_low), float(d.ci_high)],
-                                   "p_value": float(d.p_value)} for name, d in diffs.items()},
-        })
-    return out
 
 
 def _fmt(value, spec: str) -> str:

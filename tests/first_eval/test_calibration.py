@@ -394,10 +394,10 @@ def test_ranges_of_every_metric():
     ([0.2, 0.8], [1], "Expected probs of shape (n_items, n_options)"),
     (np.zeros((0, 2)), [], "Expected at least one item"),
     ([[1.0]], [0], "Expected at least 2 option columns"),
-    ([[0.5, np.nan]], [0], "Expected finite probabilities"),
-    ([[1.2, -0.2]], [0], "Expected non-negative probabilities"),
-    ([[0.5, 0.6]], [0], "Expected each row of probs to sum to 1"),
-    ([[0.5, 0.5]], [2], "Expected labels in [0, 2)"),
+    ([[0.5, np.nan]], [0], "Expected finite probs"),
+    ([[1.2, -0.2]], [0], "Expected non-negative probs"),
+    ([[0.5, 0.6]], [0], "Expected rows of probs to sum to 1 within 1e-06"),
+    ([[0.5, 0.5]], [2], "Expected labels in [0, 1], got 2"),
     ([[0.5, 0.5]], [0.5], "Expected integer labels"),
     ([[0.5, 0.5]], ["a"], "Expected integer labels"),
     ([[0.5, 0.5]], [0, 1], "Expected labels of shape (1,)"),
@@ -416,7 +416,7 @@ def test_bad_options_raise():
         expected_calibration_error(p, [0], scheme="quantile")
     with pytest.raises(ValueError, match="Expected zero padding"):
         metric_suite(np.array([[0.5, 0.3, 0.2]]), [0], n_options=[2])
-    with pytest.raises(ValueError, match=r"Expected labels in \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"Expected labels in \[0, 1\], got 2"):
         metric_suite(p, [2], n_options=[2])
     with pytest.raises(ValueError, match="Expected coverage"):
         accuracy_at_coverage(p, [0], coverage=0)

@@ -369,3 +369,98 @@ def test_transform_before_fit_raises():
     for cls in CALIBRATORS.values():
         with pytest.raises(RuntimeError, match="not fitted"):
             cls().transform([[0.5, 0.5]])
+
+
+# --------------------------------------------------------------------------- one validation door
+def test_tolerance_and_log_floor_are_defined_once():
+    import ast
+    from pathlib import Path
+
+    import first_eval
+    import first_eval.calibration as calibration
+    import first_eval.calibrators as calibrators
+    import first_eval.predictions as predictions
+    from first_eval.calibration import _checks
+    from first_eval.calibration import metrics as metrics_module
+
+    assert predictions.SUM_TOLERANCE is _checks.SUM_TOLERANCE
+    assert calibration.SUM_TOLERANCE is _checks.SUM_TOLERANCE
+    assert calibrators.PROB_FLOOR is _checks.PROB_FLOOR
+    assert metrics_module.PROB_FLOOR is _checks.PROB_FLOOR
+    assert calibration.PROB_FLOOR is _checks.PROB_FLOOR
+    names = {"SUM_TOLERANCE", "PROB_FLOOR", "NLL_FLOOR"}
+    defined = []  # every module-level assignment of one of the names, anywhere in first_eval
+    for path in sorted(Path(first_eval.__file__).parent.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, ast.AnnAssign) else []
+            defined += [f"{path.name}:{t.id}" for t in targets if isinstance(t, ast.Name) and t.id in names]
+    assert sorted(defined) == ["_checks.py:PROB_FLOOR", "_checks.py:SUM_TOLERANCE"]
+
+
+BAD_INPUTS = {
+    "non-finite": ([[np.nan, 1.0], [0.5, 0.5]], [0, 1], None),
+    "infinite": ([[0.5, 0.5], [np.inf, 0.0]], [0, 1], None),
+    "negative": ([[1.5, -0.5], [0.5, 0.5]], [0, 1], None),
+    "row sum off 1": ([[0.5, 0.5], [0.5, 0.5 + 2e-6]], [0, 1], None),
+    "one column": ([[1.0], [1.0]], [0, 0], None),
+    "1-D probs": ([0.5, 0.5], [0], None),
+    "no items": (np.zeros((0, 3)), [], None),
+    "label shape": ([[0.5, 0.5], [0.5, 0.5]], [0], None),
+    "2-D labels": ([[0.5, 0.5], [0.5, 0.5]], [[0], [1]], None),
+    "label too big": ([[0.5, 0.5], [0.5, 0.5]], [0, 2], None),
+    "negative label": ([[0.5, 0.5], [0.5, 0.5]], [-1, 0], None),
+    "non-integral label": ([[0.5, 0.5], [0.5, 0.5]], [0, 0.5], None),
+    "string label": ([[0.5, 0.5], [0.5, 0.5]], ["a", "b"], None),
+    "label beyond its row's options": ([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]], [2, 0], [2, 3]),
+    "non-zero padding": ([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]], [0, 0], [2, 3]),
+}
+
+
+@pytest.mark.parametrize("probs, labels, n_options", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_calibrators_and_metrics_reject_the_same_inputs_with_the_same_message(probs, labels, n_options):
+    from first_eval.calibration import expected_calibration_error, metric_suite
+    from first_eval.calibration._checks import check_forecasts
+    from first_eval.errors import UserError
+
+    with pytest.raises(UserError) as door:
+        check_forecasts(probs, labels, n_options)
+    message = str(door.value)
+    assert message.startswith("Expected ") and ", got " in message, message
+    calls = [
+        lambda: metric_suite(probs, labels, n_options=n_options),
+        lambda: TemperatureScaling().fit(probs, labels, n_options=n_options),
+        lambda: HistogramBinning().fit(probs, labels, n_options=n_options),
+        lambda: IsotonicCalibration().fit(probs, labels, n_options=n_options),
+        lambda: cross_fit("temperature", probs, labels, n_folds=2, n_options=n_options),
+    ]
+    if n_options is None:
+        calls.append(lambda: expected_calibration_error(probs, labels))
+    for call in calls:
+        with pytest.raises(UserError) as info:
+            call()
+        assert str(info.value) == message
+
+
+@pytest.mark.parametrize("name", ["non-finite", "negative", "row sum off 1", "1-D probs", "one column"])
+def test_transform_rejects_bad_probs_like_the_metrics(name):
+    from first_eval.calibration._checks import check_forecasts
+
+    probs, labels, _ = BAD_INPUTS[name]
+    with pytest.raises(ValueError) as door:
+        check_forecasts(probs, labels)
+    for cls in CALIBRATORS.values():
+        cal = cls().fit([[0.7, 0.3], [0.4, 0.6], [0.8, 0.2]], [0, 1, 1])
+        with pytest.raises(ValueError) as info:
+            cal.transform(probs)
+        assert str(info.value) == str(door.value)
+
+
+def test_n_options_is_checked_but_does_not_change_the_fit():
+    probs, labels, k = ragged(300, seed=21)
+    for name, factory in CALIBRATORS.items():
+        plain = cross_fit(name, probs, labels, n_folds=3)
+        told = cross_fit(name, probs, labels, n_folds=3, n_options=k)
+        np.testing.assert_array_equal(plain.probs, told.probs)
+        a, b = factory().fit(probs, labels), factory().fit(probs, labels, n_options=k)
+        np.testing.assert_array_equal(a.transform(probs), b.transform(probs))

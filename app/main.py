@@ -2,7 +2,8 @@
 
     streamlit run app/main.py -- --reports DIR      # default: reports/
 
-Reads the run directories that ``first-eval run`` writes under DIR (and nothing outside it);
+DIR is a folder of the run directories that ``first-eval run`` writes, or one run directory
+itself (``--reports reports/default-<timestamp>``: that run alone). Reads nothing outside DIR;
 never runs a model. Make a run first with ``make demo``.
 """
 

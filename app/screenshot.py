@@ -154,7 +154,8 @@ def capture(url: str, out: str | os.PathLike | None, *, view: str | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reports", default="reports", help="reports directory (default: reports/)")
+    parser.add_argument("--reports", default="reports",
+                        help="reports directory: a folder of runs or one run directory (default: reports/)")
     parser.add_argument("--out", default="docs/dashboard.png", help="PNG to write")
     parser.add_argument("--view", default=None, help="view to open (default: Overview)")
     parser.add_argument("--ready", default=None, help="CSS selector to wait for (default: a drawn Plotly "

@@ -9,18 +9,25 @@ import streamlit as st
 from first_dashboard.data import LoadError, build_selection, discover, reports_dir, run_summary
 from first_dashboard.text import esc
 from first_dashboard.views import VIEWS
+from first_eval import rundir
 from first_eval.plots import model_colors
 
 
 def render_empty(reports: Path) -> None:
     st.title("FIRST dashboard")
-    where = "does not exist" if not reports.exists() else "holds no run directories"
+    if not reports.exists():
+        where = "does not exist"
+    elif rundir.is_run_dir(reports):
+        where = "is a run directory that could not be read"
+    else:
+        where = "holds no run directories"
     st.info(f"The reports directory {esc(str(reports))} {where}.")
     st.markdown(
         "Make a run first — the default study, end to end:\n\n"
         "```\nmake demo\n```\n\n"
         "or your own study with `first-eval run --config FILE --out reports/NAME`, then reload this page. "
-        "To point the dashboard elsewhere: `streamlit run app/main.py -- --reports DIR`.\n\n"
+        "To point the dashboard elsewhere: `streamlit run app/main.py -- --reports DIR` (a folder of runs, "
+        "or one run directory).\n\n"
         "To try the dashboard on made-up numbers: `python -m first_eval.synthetic reports/synthetic-demo` "
         "(a SYNTHETIC run, not a measurement)."
     )
@@ -48,7 +55,8 @@ def main() -> None:
         return
 
     st.sidebar.title("FIRST dashboard")
-    st.sidebar.caption(f"Runs in {esc(str(reports))}")
+    single = refs[0].path == refs[0].root  # --reports named one run directory
+    st.sidebar.caption(f"{'Run' if single else 'Runs in'} {esc(str(reports))}")
     by_name = {ref.name: ref for ref in refs}
     if "runs" not in st.session_state:
         st.session_state["runs"], st.session_state["_skipped"] = _default_run(refs)

@@ -1,8 +1,9 @@
 """Cached computations the views need, keyed by strings so that a rerun hashes nothing large.
 
 Every function here reads arrays through :mod:`first_dashboard.data` (cached) and calls the
-toolkit's own metrics (:mod:`first_eval.calibration`, :mod:`first_eval.bootstrap`), so the
-dashboard shows the numbers ``first-eval metrics`` would print.
+toolkit's own metrics (:mod:`first_eval.calibration`, :mod:`first_eval.bootstrap`) with each item's
+option count (``n_options``, as ``first-eval metrics`` passes it), so the dashboard shows the
+numbers ``first-eval metrics`` would print — on ragged (zero-padded) tables too.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def suite(ref: RunRef, model: str, dataset: str, n_bins: int, scheme: str, tempe
 
     g = _group(ref, model, dataset)
     probs = g.probs if temperature == 1.0 else apply_temperature(g.probs, temperature)
-    return {k: float(v) for k, v in metric_suite(probs, g.labels, n_bins=n_bins, scheme=scheme).items()}
+    values = metric_suite(probs, g.labels, n_bins=n_bins, scheme=scheme, n_options=g.n_options)
+    return {k: float(v) for k, v in values.items()}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -98,12 +100,15 @@ def paired(ref_a: RunRef, model_a: str, ref_b: RunRef, model_b: str, dataset: st
         return pd.DataFrame(columns=["metric", "difference", "ci_low", "ci_high", "p_value"])
     if not np.array_equal(a.labels[ia], b.labels[ib]):
         raise ValueError(f"{model_a!r} and {model_b!r} disagree on the gold label of shared items of {dataset!r}")
+    if not np.array_equal(a.n_options[ia], b.n_options[ib]):
+        raise ValueError(f"{model_a!r} and {model_b!r} disagree on the option count of shared items of {dataset!r}")
     width = max(a.probs.shape[1], b.probs.shape[1])
     pa = np.zeros((len(ia), width))
     pb = np.zeros((len(ia), width))
     pa[:, : a.probs.shape[1]] = a.probs[ia]
     pb[:, : b.probs.shape[1]] = b.probs[ib]
-    diffs = paired_bootstrap(pa, pb, a.labels[ia], n_resamples=n_resamples, seed=seed, n_bins=n_bins, scheme=scheme)
+    diffs = paired_bootstrap(pa, pb, a.labels[ia], n_resamples=n_resamples, seed=seed, n_bins=n_bins, scheme=scheme,
+                             n_options=a.n_options[ia])
     return pd.DataFrame([{"metric": name, "difference": float(d.difference), "ci_low": float(d.ci_low),
                           "ci_high": float(d.ci_high), "p_value": float(d.p_value)} for name, d in diffs.items()])
 

@@ -1,10 +1,12 @@
 """Finding and reading run directories for the dashboard — only under its reports directory.
 
-Safety: the dashboard is pointed at one reports directory (``--reports DIR``). A run is listed
-only if its resolved path lies inside the resolved reports directory, and before a run is read,
-every file the reader opens is resolved and must lie inside it too — so a symlinked run or a
-``predictions.parquet`` that points elsewhere is refused with a message instead of being read.
-Run names come from the listing, never from user-typed paths.
+Safety: the dashboard is pointed at one reports directory (``--reports DIR``): a folder of run
+directories, or one run directory itself (it holds ``run.json``; then the dashboard shows that run
+alone and the run directory is the reports directory — the narrowest root, so not even a sibling
+run in its parent is read). A run is listed only if its resolved path lies inside the resolved
+reports directory, and before a run is read, every file the reader opens is resolved and must lie
+inside it too — so a symlinked run or a ``predictions.parquet`` that points elsewhere is refused
+with a message instead of being read. Run names come from the listing, never from user-typed paths.
 
 Caching: ``st.cache_data`` everywhere. The whole run is parsed once per (path, file stamps)
 and cut into small cached pieces (a summary, one array group per model × dataset, one item
@@ -37,7 +39,8 @@ ITEM_COLUMNS = ("subject", "prompt", "split")
 
 def reports_dir(argv: list[str] | None = None) -> Path:
     """The reports directory: ``--reports DIR`` after ``--`` on the streamlit command line, else
-    ``$FIRST_REPORTS_DIR``, else ``reports/`` (relative to the working directory)."""
+    ``$FIRST_REPORTS_DIR``, else ``reports/`` (relative to the working directory). ``DIR`` is a
+    folder of run directories or one run directory."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--reports", default=None)
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -47,11 +50,11 @@ def reports_dir(argv: list[str] | None = None) -> Path:
 # --------------------------------------------------------------------------- discovery and safety
 @dataclass(frozen=True)
 class RunRef:
-    """A run directory found under the reports directory."""
+    """A run directory found under the reports directory (or the reports directory itself)."""
 
     name: str
     path: str  # resolved
-    root: str  # the resolved reports directory
+    root: str  # the resolved reports directory (== path when --reports named this run)
     stamp: tuple  # (file, size, mtime_ns) of its files: a rewritten run is a new cache key
 
     @property
@@ -64,9 +67,13 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def check_inside(run_path: Path, root: Path) -> None:
-    """Raise UserError unless the run directory and each run file it holds resolve inside ``root``."""
+    """Raise UserError unless the run directory and each run file it holds resolve inside ``root``.
+
+    ``root`` is the resolved reports directory. When it is itself a run directory, that run is the
+    only one that may be read; otherwise a run must lie strictly below it.
+    """
     real = run_path.resolve()
-    if not _inside(real, root) or real == root:
+    if not _inside(real, root) or (real == root) != rundir.is_run_dir(root):
         raise UserError(f"{run_path.name}: resolves to {real}, outside the reports directory {root}; not read")
     for name in RUN_FILES:
         f = run_path / name
@@ -89,13 +96,16 @@ def _stamp(path: Path) -> tuple:
 
 
 def discover(reports: Path) -> tuple[list[RunRef], list[str]]:
-    """Run directories under ``reports`` (newest first) and one message per refused entry."""
+    """Run directories under ``reports`` (newest first) and one message per refused entry.
+
+    If ``reports`` is itself a run directory (it holds ``run.json``), that run alone.
+    """
     root = reports.resolve()
     refs: list[RunRef] = []
     refused: list[str] = []
     if not root.is_dir():
         return refs, refused
-    for path in rundir.find_runs(root):
+    for path in [root] if rundir.is_run_dir(root) else rundir.find_runs(root):
         try:
             check_inside(path, root)
         except UserError as exc:

@@ -379,6 +379,60 @@ def test_check_inside_and_discover_directly(tmp_path, synthetic_run):
     assert discover(tmp_path / "missing") == ([], [])
 
 
+def test_reports_may_name_one_run_directory(tmp_path, monkeypatch, synthetic_run):
+    from first_eval import predictions
+
+    reports = tmp_path / "reports"
+    run = reports / "default-20250101-000000"
+    shutil.copytree(synthetic_run, run)
+    shutil.copytree(synthetic_run, reports / "other-run")  # a sibling: not shown, not read
+    read = []
+    original = predictions.read_predictions
+    monkeypatch.setattr(predictions, "read_predictions", lambda p, **kw: read.append(Path(p).resolve()) or original(p, **kw))
+    monkeypatch.delenv("FIRST_REPORTS_DIR", raising=False)
+    monkeypatch.setattr("sys.argv", ["app/main.py", "--reports", str(run)])  # what a newcomer types
+    at = ok(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run())
+    assert at.sidebar.multiselect(key="runs").options == [run.name]
+    assert at.sidebar.multiselect(key="runs").value == [run.name]
+    assert any(c.value.startswith("Run ") for c in at.sidebar.caption)
+    assert set(at.dataframe[0].value["model"]) == set(MODELS)
+    for view in VIEWS:
+        ok(at.sidebar.radio(key="view").set_value(view).run())
+        assert not at.error, [e.value for e in at.error]
+    assert read and all(p.is_relative_to(run.resolve()) for p in read), read
+    n_read = len(read)
+
+    # a run file pointing outside the run directory, even into a sibling run, is refused
+    (run / "predictions.parquet").unlink()
+    (run / "predictions.parquet").symlink_to(reports / "other-run" / "predictions.parquet")
+    at = ok(AppTest.from_file(str(APP), default_timeout=TIMEOUT).run())
+    assert len(at.error) == 1 and "outside the reports directory" in at.error[0].value
+    assert any("a run directory that could not be read" in i.value for i in at.info)
+    assert len(read) == n_read  # the sibling's table was never opened
+
+
+def test_discover_one_run_directory(tmp_path, synthetic_run):
+    from first_dashboard.data import check_inside, discover
+    from first_eval.errors import UserError
+
+    run = tmp_path / "reports" / "one-run"
+    shutil.copytree(synthetic_run, run)
+    shutil.copytree(synthetic_run, tmp_path / "reports" / "sibling")
+    (ref,), refused = discover(run)
+    assert not refused
+    assert (ref.name, ref.path, ref.root) == ("one-run", str(run.resolve()), str(run.resolve()))
+    (tmp_path / "latest").symlink_to(run, target_is_directory=True)  # a link to a run: that run
+    assert [(r.name, r.path) for r in discover(tmp_path / "latest")[0]] == [("one-run", ref.path)]
+    with pytest.raises(UserError, match="outside the reports directory"):  # the root is the run, not its parent
+        check_inside(tmp_path / "reports" / "sibling", run.resolve())
+    (run / "knowledge.json").unlink()
+    (run / "knowledge.json").symlink_to(tmp_path / "reports" / "sibling" / "knowledge.json")
+    refs, refused = discover(run)
+    assert refs == [] and len(refused) == 1 and "knowledge.json" in refused[0]
+    # as a folder of runs, the root is the folder: a link between two of its runs stays inside it
+    assert {r.name for r in discover(tmp_path / "reports")[0]} == {"one-run", "sibling"}
+
+
 def test_reports_dir_from_argv_env_and_default(monkeypatch):
     from first_dashboard.data import reports_dir
 

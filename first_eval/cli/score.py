@@ -72,9 +72,10 @@ def score(
         = Template.plain,
     shots: Annotated[int, typer.Option(
         "--shots", min=0, help="Worked examples (with answers) placed before every question.")] = 0,
-    fewshot_split: Annotated[str, typer.Option(
-        "--fewshot-split", help="Split of the same dataset the --shots examples come from (items being "
-        "scored are never used).")] = "train",
+    fewshot_split: Annotated[Optional[str], typer.Option(
+        "--fewshot-split", help="Split of the same dataset the --shots examples come from; it must differ "
+        "from --split (default: train, else val/validation/dev; items being scored are never used).",
+        show_default=False)] = None,
     fewshot_strategy: Annotated[Strategy, typer.Option(
         "--fewshot-strategy", help="first_n: the first K of the split (lm-eval's sampler: first_n); "
         "random: K drawn with --seed.")] = Strategy.first_n,
@@ -115,7 +116,7 @@ def score(
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out}: is a directory; expected a .jsonl or .parquet file name")
 
-    from first_eval.data import load_dataset
+    from first_eval.data import fewshot_pool, load_dataset
     from first_eval.prompts import select_fewshot
 
     items = load_dataset(dataset, split=split, limit=limit, seed=seed, skip_invalid=skip_invalid)
@@ -123,12 +124,11 @@ def score(
         raise UserError(f"{dataset}: no items to score" + (f" in split {split!r}" if split else ""))
     fewshot = []
     if shots:
-        try:
-            pool = load_dataset(dataset, split=fewshot_split, skip_invalid=skip_invalid)
-        except UserError as exc:
-            raise UserError(f"--fewshot-split {fewshot_split}: {exc}") from None
+        scored_ids = [it.id for it in items]
+        pool = fewshot_pool(dataset, scored_split=split, scored_ids=scored_ids, split=fewshot_split,
+                            seed=seed, skip_invalid=skip_invalid)
         fewshot = select_fewshot(pool, shots, strategy=fewshot_strategy.value, seed=seed,
-                                 exclude_ids=[it.id for it in items])
+                                 exclude_ids=scored_ids)
 
     import torch
 

@@ -35,6 +35,16 @@ the same items.
 were skipped, with the first reasons, is logged as a warning on the ``first_eval.data``
 logger. Callers that need the list use :func:`~first_eval.data.jsonl.read_jsonl` /
 :func:`~first_eval.data.hf.read_hf`, which return it.
+
+Few-shot examples come from :func:`fewshot_pool`: a split of the same source *other than*
+the scored one (``train``, else ``val``/``validation``/``dev``), never a scored item;
+:func:`available_splits` says which splits a source really has.
+
+>>> from first_eval.data import available_splits, fewshot_pool
+>>> available_splits("mmlu")
+('test',)
+>>> {item.split for item in fewshot_pool("countries", scored_split="test")}
+{'train'}
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ import dataclasses
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from first_eval.data.items import LETTERS, MAX_CHOICES, MIN_CHOICES, Item
@@ -54,6 +64,8 @@ __all__ = [
     "MAX_CHOICES",
     "MIN_CHOICES",
     "Item",
+    "available_splits",
+    "fewshot_pool",
     "list_builtin",
     "load_dataset",
     "subset",
@@ -191,33 +203,192 @@ def load_dataset(
         Unknown name, missing file, malformed record (``file:line``), unknown split,
         unreachable hub.
     """
+    kind, name = _source(name_or_path)
+    items = _read(kind, name, split, skip_invalid)
+    return subset(items, limit, seed=seed, stratify=stratify)
+
+
+def _source(name_or_path: str) -> tuple[str, str]:
+    """``(kind, name)``: kind ``"builtin"`` (name lower-cased), ``"file"`` or ``"hf"``."""
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise UserError("empty dataset name")
     name = name_or_path.strip()
     if name.lower() in _BUILTINS:
-        items = _builtin(name.lower(), split)
+        return "builtin", name.lower()
+    path = Path(os.path.expanduser(name))
+    if path.is_file():
+        return "file", name
+    if path.is_dir() or "/" in name or name.endswith((".jsonl", ".json")):
+        if not path.is_dir() and (
+            name.endswith((".jsonl", ".json")) or name.startswith((".", "/", "~"))
+        ):
+            raise UserError(f"no such dataset file: {name} (built-ins: {', '.join(_BUILTINS)})")
+        return "hf", name
+    raise UserError(
+        f"unknown dataset {name!r}: not a built-in ({', '.join(_BUILTINS)}), a file, "
+        "a directory or a hub id (org/name)"
+    )
+
+
+def _read_file(name: str, skip_invalid: bool) -> list[Item]:
+    from first_eval.data.jsonl import read_jsonl
+
+    path = Path(os.path.expanduser(name))
+    items, skipped = read_jsonl(path, skip_invalid=skip_invalid)
+    _report_skipped(str(path), skipped)
+    return items
+
+
+def _read(kind: str, name: str, split: str | None, skip_invalid: bool) -> list[Item]:
+    if kind == "builtin":
+        return _builtin(name, split)
+    if kind == "file":
+        items = _read_file(name, skip_invalid)
     else:
-        path = Path(os.path.expanduser(name))
-        if path.is_file():
-            from first_eval.data.jsonl import read_jsonl
+        from first_eval.data.hf import read_hf
 
-            items, skipped = read_jsonl(path, skip_invalid=skip_invalid)
-            _report_skipped(str(path), skipped)
-        elif path.is_dir() or "/" in name or name.endswith((".jsonl", ".json")):
-            if not path.is_dir() and (
-                name.endswith((".jsonl", ".json")) or name.startswith((".", "/", "~"))
-            ):
-                raise UserError(
-                    f"no such dataset file: {name} (built-ins: {', '.join(_BUILTINS)})"
-                )
-            from first_eval.data.hf import read_hf
+        items, skipped = read_hf(name, split=split, skip_invalid=skip_invalid)
+        _report_skipped(name, skipped)
+    return _filter_split(items, split, name)
 
-            items, skipped = read_hf(name, split=split, skip_invalid=skip_invalid)
-            _report_skipped(name, skipped)
-        else:
+
+def _file_splits(items: Sequence[Item]) -> tuple[str, ...]:
+    return tuple(sorted({item.split for item in items if item.split}))
+
+
+def available_splits(name_or_path: str, *, skip_invalid: bool = False) -> tuple[str, ...]:
+    """The splits a source really has.
+
+    A built-in's fixed splits; a JSONL file's distinct ``split`` values (sorted; ``()`` when
+    its records carry none — the file is then one split, whatever it is called); a dataset
+    directory's or hub dataset's splits (:func:`first_eval.data.hf.hf_splits`).
+
+    >>> available_splits("countries")
+    ('train', 'val', 'test')
+    """
+    kind, name = _source(name_or_path)
+    if kind == "builtin":
+        return _SPLITS[name]
+    if kind == "file":
+        return _file_splits(_read_file(name, skip_invalid))
+    from first_eval.data.hf import hf_splits
+
+    return hf_splits(name)
+
+
+_FEWSHOT_SPLITS = ("train", "val", "validation", "valid", "dev")
+"""Where :func:`fewshot_pool` looks, in order, when no split is named."""
+
+
+def _canon(split: str) -> str:
+    return _SPLIT_ALIASES.get(split, split)
+
+
+def _choose_fewshot_split(
+    label: str, kind: str, splits: tuple[str, ...], scored: str | None, split: str | None
+) -> str:
+    """The split few-shot examples come from (see :func:`fewshot_pool`), or a UserError."""
+    others = [s for s in splits if scored is None or _canon(s) != _canon(scored)]
+    if not splits:
+        has = "its records carry no 'split' field, so it is one split"
+    elif not others:
+        has = f"it has only: {', '.join(splits)}"
+    else:
+        has = f"it has: {', '.join(splits)}"
+    if split is not None:
+        wanted = _canon(split) if kind == "builtin" else split
+        if scored is not None and _canon(wanted) == _canon(scored):
             raise UserError(
-                f"unknown dataset {name!r}: not a built-in ({', '.join(_BUILTINS)}), a file, "
-                "a directory or a hub id (org/name)"
+                f"few-shot split {split!r} of {label!r} is the split being scored; few-shot "
+                f"examples must come from another split ({has})"
             )
-        items = _filter_split(items, split, name)
-    return subset(items, limit, seed=seed, stratify=stratify)
+        if wanted not in splits:
+            raise UserError(f"{label!r} has no split {split!r} for few-shot examples; {has}")
+        return wanted
+    for candidate in _FEWSHOT_SPLITS:
+        if candidate in others:
+            return candidate
+    if others:
+        hint = "None of them is train or val: name one as the few-shot split, or use 0 shots"
+    elif kind == "builtin":
+        hint = ("Use 0 shots, or a dataset file whose records have a 'split' field with train "
+                "or val items")
+    else:
+        hint = "Use 0 shots, or give the records a 'split' field with train or val items"
+    need = (f"a split other than the scored one ({scored!r})" if scored is not None
+            else "a split of their own, apart from the scored items")
+    raise UserError(f"few-shot examples for {label!r} need {need}; {has}. {hint}")
+
+
+def fewshot_pool(
+    name_or_path: str,
+    *,
+    scored_split: str | None,
+    scored_ids: Iterable[str] = (),
+    split: str | None = None,
+    seed: int = 0,
+    skip_invalid: bool = False,
+) -> list[Item]:
+    """The items few-shot examples may be drawn from: another split of the scored source.
+
+    :func:`first_eval.prompts.select_fewshot` then picks the K examples from it.
+
+    Parameters
+    ----------
+    name_or_path : str
+        The source being scored, as given to :func:`load_dataset`.
+    scored_split : str or None
+        The ``split`` it is scored with, as given to :func:`load_dataset` (None: a built-in's
+        default split, or every item of a file or dataset directory).
+    scored_ids : iterable of str, default=()
+        Ids of the items being scored; none of them is ever in the pool.
+    split : str or None, default=None
+        The split to take examples from; it must exist in the source and differ from the
+        scored one. None picks ``train`` if the source has it, else ``val``, ``validation``,
+        ``valid`` or ``dev`` — the first that exists and is not the scored split.
+    seed : int, default=0
+        Accepted for symmetry with :func:`load_dataset`; the pool is a whole split in source
+        order, so it does not depend on it (``select_fewshot`` seeds a random choice).
+    skip_invalid : bool, default=False
+        Skip malformed records (see :func:`load_dataset`).
+
+    Returns
+    -------
+    list of Item
+        The split's items in source order, less the scored ones; never empty.
+
+    Raises
+    ------
+    UserError
+        One line naming the dataset when it has no split other than the scored one (e.g. a
+        built-in with only ``test``, a JSONL file without ``split`` fields), when ``split`` is
+        the scored split or absent, or when every item of the chosen split is being scored.
+    """
+    del seed  # the pool is deterministic without it
+    kind, name = _source(name_or_path)
+    if kind == "builtin":
+        scored = None if scored_split == "all" else _canon(scored_split or "test")
+        splits: tuple[str, ...] = _SPLITS[name]
+    elif kind == "file":
+        scored = scored_split
+        file_items = _read_file(name, skip_invalid)  # the file is read once
+        splits = _file_splits(file_items)
+    else:
+        from first_eval.data.hf import hf_splits
+
+        scored = scored_split
+        splits = hf_splits(name)
+    chosen = _choose_fewshot_split(name, kind, splits, scored, split)
+    if kind == "file":
+        items = [item for item in file_items if item.split == chosen]
+    else:
+        items = _read(kind, name, chosen, skip_invalid)
+    excluded = {str(i) for i in scored_ids}
+    pool = [item for item in items if item.id not in excluded]
+    if not pool:
+        every = " (every split is being scored; score one split)" if scored is None else ""
+        raise UserError(
+            f"no few-shot examples left in split {chosen!r} of {name!r}: all "
+            f"{len(items)} of its items are being scored{every}"
+        )
+    return pool

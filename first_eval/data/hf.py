@@ -18,7 +18,7 @@ from first_eval.data.items import Item
 from first_eval.data.jsonl import read_records
 from first_eval.errors import UserError
 
-__all__ = ["is_saved_dataset", "read_hf"]
+__all__ = ["hf_splits", "is_saved_dataset", "read_hf"]
 
 _SAVED_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
 
@@ -48,16 +48,43 @@ def _open(name_or_dir: str, split: str | None) -> Any:
     try:
         return datasets.load_dataset(name, config or None, split=split)
     except Exception as exc:  # many types: ConnectionError, DatasetNotFoundError, ...
-        why = (
-            "the Hugging Face hub is unreachable (offline mode)"
-            if _offline()
-            else f"the hub did not provide it ({type(exc).__name__}: {exc})"
-        )
-        raise UserError(
-            f"cannot load dataset {name_or_dir!r}: it is not a built-in, a local file or a "
-            f"directory, and {why}. Point at a JSONL file or a directory written by "
-            "datasets' save_to_disk instead; built-ins: countries, countries-ood, mmlu."
-        ) from exc
+        raise _hub_error(name_or_dir, exc) from exc
+
+
+def _hub_error(name_or_dir: str, exc: Exception) -> UserError:
+    why = (
+        "the Hugging Face hub is unreachable (offline mode)"
+        if _offline()
+        else f"the hub did not provide it ({type(exc).__name__}: {exc})"
+    )
+    return UserError(
+        f"cannot load dataset {name_or_dir!r}: it is not a built-in, a local file or a "
+        f"directory, and {why}. Point at a JSONL file or a directory written by "
+        "datasets' save_to_disk instead; built-ins: countries, countries-ood, mmlu."
+    )
+
+
+def hf_splits(name_or_dir: str) -> tuple[str, ...]:
+    """The splits of a hub dataset or local dataset directory, without reading its rows.
+
+    A dataset dictionary's splits are its keys (for a hub id, asked of the hub). A single
+    dataset has the distinct values of its ``split`` column, if it has one, else none: it
+    *is* one split, as a JSONL file without ``split`` fields is.
+    """
+    import datasets
+
+    if not os.path.isdir(name_or_dir):
+        name, _, config = name_or_dir.partition(":")
+        try:
+            return tuple(datasets.get_dataset_split_names(name, config or None))
+        except Exception as exc:  # as in _open
+            raise _hub_error(name_or_dir, exc) from exc
+    loaded = _open(name_or_dir, None)
+    if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        return tuple(loaded)
+    if "split" in (loaded.column_names or ()):
+        return tuple(sorted({str(s) for s in loaded.unique("split") if s not in (None, "")}))
+    return ()
 
 
 def _rows(dataset: Any, label: str) -> Iterator[tuple[str, Any]]:

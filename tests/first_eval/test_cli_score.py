@@ -1,5 +1,6 @@
 """`first-eval score`: writes a valid predictions table (JSONL and Parquet) equal to the library's
-scores, k-shot from a split, one-line errors with exit status 2, no torch at import."""
+scores, k-shot from a split other than the scored one, one-line errors with exit status 2, no torch
+at import."""
 
 from __future__ import annotations
 
@@ -90,15 +91,60 @@ def test_option_text_columns(tiny_model_dir, data_file, tmp_path):
     (["--template", "fancy"], "Invalid value for '--template'"),
     (["--shots", "9", "--split", "test"], "asked for 9 few-shot examples but the pool has only 4"),
     (["--batch-tokens", "0"], "Invalid value for '--batch-tokens'"),
+    (["--shots", "2", "--split", "test", "--fewshot-split", "test"], "'test' of '{data}' is the split being scored"),
+    (["--shots", "2", "--split", "test", "--fewshot-split", "val"], "has no split 'val' for few-shot examples"),
+    (["--shots", "2"], "all 4 of its items are being scored (every split is being scored; score one split)"),
 ])
 def test_errors_are_one_line(tiny_model_dir, data_file, tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
     out = [] if "--out" in args else ["--out", tmp_path / "p.jsonl"]
     proc = _cli("score", "--model", tiny_model_dir, "--dataset", data_file, *out, *args, check=False)
     assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr
+    assert message.format(data=data_file) in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "p.jsonl").exists()
+
+
+@pytest.fixture(scope="module")
+def unsplit_file(tmp_path_factory):
+    """The QUESTIONS with no split field: load_dataset(file, split="train") would relabel them all."""
+    path = tmp_path_factory.mktemp("unsplit") / "plain.jsonl"
+    path.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    return path
+
+
+@pytest.mark.parametrize("dataset, split, message", [
+    ("plain", "test", "few-shot examples for '{plain}' need a split other than the scored one ('test'); its "
+     "records carry no 'split' field"),
+    ("plain", None, "few-shot examples for '{plain}' need a split of their own"),
+    ("mmlu", None, "few-shot examples for 'mmlu' need a split other than the scored one ('test'); it has only: "
+     "test. Use 0 shots"),
+    ("countries-ood", "test", "few-shot examples for 'countries-ood' need a split other than the scored one"),
+])
+def test_shots_without_another_split_is_one_line(tiny_model_dir, unsplit_file, tmp_path, dataset, split, message):
+    dataset = unsplit_file if dataset == "plain" else dataset
+    out = tmp_path / "p.jsonl"
+    args = ["--split", split] if split else []
+    proc = _cli("score", "--model", tiny_model_dir, "--dataset", dataset, *args, "--limit", "2", "--shots", "2",
+                "--out", out, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert message.format(plain=unsplit_file) in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_zero_shots_needs_no_other_split(tiny_model_dir, unsplit_file, tmp_path, capsys):
+    import torch
+
+    from first_eval.cli import main
+
+    out = tmp_path / "p.jsonl"  # in-process (torch is loaded already); --threads leaves torch's setting alone
+    with pytest.raises(SystemExit) as exit_:
+        main(["score", "--model", str(tiny_model_dir), "--dataset", str(unsplit_file), "--split", "test",
+              "--out", str(out), "--no-progress", "--threads", str(torch.get_num_threads())])
+    assert exit_.value.code == 0
+    assert "wrote 4 predictions" in capsys.readouterr().out
+    assert all(r["prompt"].count("Question:") == 1 for r in map(json.loads, out.read_text().splitlines()))
 
 
 def test_missing_dataset_and_model_are_one_line(tiny_model_dir, data_file, tmp_path):

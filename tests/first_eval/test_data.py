@@ -1,4 +1,4 @@
-"""Datasets: the built-ins, JSONL layouts, HF datasets, subsets, malformed records."""
+"""Datasets: the built-ins, JSONL layouts, HF datasets, subsets, malformed records, few-shot pools."""
 
 from __future__ import annotations
 
@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from first_eval.data import Item, list_builtin, load_dataset, subset
+from first_eval.data import (
+    Item,
+    available_splits,
+    fewshot_pool,
+    list_builtin,
+    load_dataset,
+    subset,
+)
 from first_eval.data.countries import IN_DOMAIN_FIELDS, NEAR_OOD_FIELDS, build_countries
 from first_eval.data.jsonl import read_jsonl
 from first_eval.errors import UserError
+from first_eval.prompts import select_fewshot
 
 # --------------------------------------------------------------------------- Item
 
@@ -380,3 +388,120 @@ def test_hf_data_file_directory(tmp_path):
                                                for q in QUESTIONS])  # fmt: skip
     items = load_dataset(str(tmp_path / "files"), split="test")
     assert [item.id for item in items] == ["q1", "q2", "q3"]
+
+
+# --------------------------------------------------------------------------- few-shot pools
+
+
+def _split_file(path: Path, splits: dict[str, int]) -> str:
+    """A JSONL file with ``n`` generic items per split, ids ``<split>-<i>``."""
+    records = [
+        {"id": f"{split}-{i}", "question": f"{split} question {i}?", "choices": ["a", "b"],
+         "answer": i % 2, "split": split}
+        for split, n in splits.items() for i in range(n)
+    ]  # fmt: skip
+    return str(_write(path, records))
+
+
+def _one_line_error(call) -> str:
+    with pytest.raises(UserError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_fewshot_pool_comes_from_train_never_the_scored_items(tmp_path):
+    path = _split_file(tmp_path / "tt.jsonl", {"test": 4, "train": 3})
+    assert available_splits(path) == ("test", "train")
+    scored = load_dataset(path, split="test")
+    pool = fewshot_pool(path, scored_split="test", scored_ids=[i.id for i in scored])
+    assert [item.id for item in pool] == ["train-0", "train-1", "train-2"]
+    shots = select_fewshot(pool, 2, exclude_ids=[i.id for i in scored])
+    assert [item.id for item in shots] == ["train-0", "train-1"]
+    assert pool == fewshot_pool(path, scored_split="test", scored_ids=[i.id for i in scored])
+    # scored with split=None, every split is scored: the pool is what is left of train
+    some = load_dataset(path, limit=4, stratify=False, seed=3)
+    left = fewshot_pool(path, scored_split=None, scored_ids=[i.id for i in some])
+    assert left and {i.split for i in left} == {"train"}
+    assert not {i.id for i in left} & {i.id for i in some}
+    everything = [i.id for i in load_dataset(path)]
+    message = _one_line_error(lambda: fewshot_pool(path, scored_split=None, scored_ids=everything))
+    assert "no few-shot examples left in split 'train'" in message
+    assert "every split is being scored" in message
+
+
+def test_fewshot_pool_falls_back_to_val(tmp_path):
+    path = _split_file(tmp_path / "vt.jsonl", {"val": 2, "test": 3})
+    pool = fewshot_pool(path, scored_split="test", scored_ids=["test-0"])
+    assert [item.id for item in pool] == ["val-0", "val-1"]
+    dev = _split_file(tmp_path / "dt.jsonl", {"dev": 2, "test": 3})
+    assert {i.split for i in fewshot_pool(dev, scored_split="test")} == {"dev"}
+
+
+def test_fewshot_pool_needs_another_split_in_a_file(tmp_path):
+    plain = str(_write(tmp_path / "plain.jsonl", [{k: v for k, v in q.items() if k != "split"}
+                                                  for q in QUESTIONS]))  # fmt: skip
+    assert available_splits(plain) == ()
+    for scored in ("test", None):  # load_dataset(plain, split="train") would relabel it all
+        message = _one_line_error(lambda: fewshot_pool(plain, scored_split=scored))
+        assert message.startswith(f"few-shot examples for {plain!r} need a split")
+        assert "carry no 'split' field" in message and "0 shots" in message
+    message = _one_line_error(lambda: fewshot_pool(plain, scored_split="test", split="train"))
+    assert "has no split 'train' for few-shot examples" in message
+    odd = _split_file(tmp_path / "odd.jsonl", {"test": 2, "extra": 2})
+    message = _one_line_error(lambda: fewshot_pool(odd, scored_split="test"))
+    assert "it has: extra, test" in message and "name one as the few-shot split" in message
+    assert {i.split for i in fewshot_pool(odd, scored_split="test", split="extra")} == {"extra"}
+
+
+@pytest.mark.parametrize("name", ["mmlu", "countries-ood", "MMLU"])
+def test_fewshot_pool_of_a_test_only_builtin_is_a_clear_error(name):
+    for scored in (None, "test"):
+        message = _one_line_error(lambda: fewshot_pool(name, scored_split=scored))
+        assert message.startswith(
+            f"few-shot examples for {name.lower()!r} need a split other than the scored one "
+            "('test'); it has only: test. Use 0 shots"
+        )
+
+
+def test_fewshot_pool_of_countries():
+    test_ids = [i.id for i in load_dataset("countries", split="test")]
+    pool = fewshot_pool("countries", scored_split=None, scored_ids=test_ids)
+    assert pool == load_dataset("countries", split="train")
+    assert {i.split for i in fewshot_pool("countries", scored_split="train")} == {"val"}
+    assert {i.split for i in fewshot_pool("countries", scored_split="test", split="dev")} == {"val"}
+    assert available_splits("countries") == ("train", "val", "test")
+
+
+def test_fewshot_split_must_differ_from_the_scored_one_and_exist(tmp_path):
+    path = _split_file(tmp_path / "tt.jsonl", {"test": 2, "train": 2})
+    message = _one_line_error(lambda: fewshot_pool(path, scored_split="test", split="test"))
+    assert message == (f"few-shot split 'test' of {path!r} is the split being scored; few-shot "
+                       "examples must come from another split (it has: test, train)")  # fmt: skip
+    message = _one_line_error(lambda: fewshot_pool("countries", scored_split="val", split="validation"))
+    assert "is the split being scored" in message
+    message = _one_line_error(lambda: fewshot_pool(path, scored_split="test", split="val"))
+    assert message == f"{path!r} has no split 'val' for few-shot examples; it has: test, train"
+
+
+def test_fewshot_pool_of_hf_datasets(tmp_path):
+    import datasets
+
+    def table(split: str, n: int) -> datasets.Dataset:
+        return datasets.Dataset.from_dict({"id": [f"{split}-{i}" for i in range(n)],
+                                           "question": [f"Q{i}?" for i in range(n)],
+                                           "choices": [["a", "b"]] * n, "answer": [0] * n})  # fmt: skip
+
+    datasets.DatasetDict({"validation": table("validation", 2), "test": table("test", 3)}).save_to_disk(
+        tmp_path / "dd"
+    )
+    assert available_splits(str(tmp_path / "dd")) == ("validation", "test")
+    pool = fewshot_pool(str(tmp_path / "dd"), scored_split="test", scored_ids=["test-0"])
+    assert [i.id for i in pool] == ["validation-0", "validation-1"]
+    table("x", 3).save_to_disk(tmp_path / "single")
+    assert available_splits(str(tmp_path / "single")) == ()
+    message = _one_line_error(lambda: fewshot_pool(str(tmp_path / "single"), scored_split=None))
+    assert "need a split of their own" in message
+    message = _one_line_error(lambda: fewshot_pool("allenai/ai2_arc:ARC-Easy", scored_split="test"))
+    assert "offline" in message

@@ -1,4 +1,10 @@
-"""Writing files so a reader never sees half of one: write a temp file beside the target, then rename."""
+"""Writing results so that neither a reader nor a crash ever sees half of one.
+
+Every result goes through :func:`atomic_path` (or the helpers built on it): written to a
+temporary file beside the target, ``fsync``-ed, renamed over the target, and the directory
+``fsync``-ed so the rename itself survives a power cut. Whole directories (a model, a store, a
+run directory) are made durable with :func:`fsync_tree` before they are renamed into place.
+"""
 
 from __future__ import annotations
 
@@ -34,10 +40,52 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         if tmp.exists():  # mkstemp makes 0600; give the file the mode a plain open() would
             os.chmod(tmp, 0o666 & ~_umask())
+            fsync_file(tmp)
         os.replace(tmp, target)
+        fsync_dir(target.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a file's data and metadata to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a directory's entries to disk (what makes a rename inside it durable)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # a platform that cannot open directories: nothing to flush
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | os.PathLike) -> None:
+    """``fsync`` every file and directory under ``root`` (before ``root`` is renamed into place)."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                fsync_file(path)
+        fsync_dir(directory)
+
+
+def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename a finished directory ``src`` onto a new name ``dst``, durably (contents first)."""
+    fsync_tree(src)
+    os.replace(src, dst)
+    fsync_dir(Path(dst).parent)
 
 
 def _umask() -> int:
@@ -47,9 +95,15 @@ def _umask() -> int:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    """Write ``text`` to ``path`` atomically and durably (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> None:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from first_eval.errors import UserError
+from first_eval.faults import crash_point
 from first_eval.prompts import LETTERS, MCItem, build_prompt, letter_prefix
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -407,6 +408,7 @@ class Scorer:
                 last = end - 1 if t == 0 else end - 2
                 reads.append(_Read(i, hidden[r, first:last + 1]))
             yield reads
+            crash_point("score-batch")
 
     def _shared_prefix(self, seqs: list[list[int]], keep: list[int] | None = None) -> int:
         """Length of the longest token prefix all ``seqs`` share, leaving row ``i`` at least

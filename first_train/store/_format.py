@@ -28,13 +28,19 @@ _REQUIRED: dict[str, type] = {
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling, fsync it, then rename it over ``path``."""
+    """Write ``data`` to a temporary sibling, fsync it, rename it over ``path``, fsync the directory.
+
+    (The temporary name ``<name>.tmp-<pid>`` lets a resumed writer find and remove its leftovers.)
+    """
+    from first_eval.fileio import fsync_dir
+
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def json_bytes(obj: Any) -> bytes:

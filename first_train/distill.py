@@ -184,7 +184,7 @@ def load_store_examples(store, tokenizer: Any) -> tuple[dict[str, Any], list[Dis
 def run_distill(cfg: DistillConfig, *, accelerator: Any = None) -> TrainResult:
     """Distill ``cfg.student`` from the store ``cfg.store``; write an HF model dir to ``cfg.out``."""
     from first_eval.zoo import load_model
-    from first_train.finetune import content_hash, model_identity
+    from first_eval.digest import code_version, content_hash, model_digest
     from first_train.trainer import make_accelerator, train
 
     store = _open_store(cfg.store)
@@ -210,8 +210,9 @@ def run_distill(cfg: DistillConfig, *, accelerator: Any = None) -> TrainResult:
     # The calibration is an input of --loss first only: re-fitting c does not re-train the others.
     ignored = ("created_by",) if cfg.loss == "first" else ("created_by", "calibration")
     store_identity = {k: v for k, v in manifest.items() if k not in ignored}
-    run_hash = content_hash({"stage": "distill", "student": model_identity(cfg.student), "store": store_identity,
-                             "teacher": model_identity(teacher_spec) if cfg.loss == "full-kd" else None,
+    run_hash = content_hash({"stage": "distill", "code": code_version("distill"), "student": model_digest(cfg.student),
+                             "store": store_identity,
+                             "teacher": model_digest(teacher_spec) if cfg.loss == "full-kd" else None,
                              "config": cfg.hashed_dict()})
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     record = {"stage": "distill", "student": cfg.student, "store": str(cfg.store), "loss": cfg.loss,

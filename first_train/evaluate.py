@@ -25,23 +25,28 @@ def run_evaluation(models: dict[str, str], spec: Any, template: str, out: str | 
 
     Returns ``{"results": [metric rows], "skipped": bool}``.
     """
-    from first_eval.cli.metrics import compute_results
+    from first_eval.data import load_dataset
+    from first_eval.digest import code_version, content_hash, items_digest, model_digest
     from first_eval.fileio import write_json_atomic
     from first_eval.predictions import read_predictions, to_frame, write_predictions
-    from first_train.finetune import content_hash, model_identity
+    from first_eval.results import compute_results
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # The items, not the datasets' names, are what a model's predictions depend on.
+    datasets = [(_dataset_label(ds), load_dataset(ds["name"], split=ds.get("split") or "test", limit=ds.get("limit")))
+                for ds in spec.datasets]
+    data_key = [(label, items_digest(items)) for label, items in datasets]
     all_rows: list[dict[str, Any]] = []
     scored_any = False
     for name, model_spec in models.items():
-        inputs = content_hash({"model": model_identity(model_spec), "datasets": list(spec.datasets),
-                               "template": template})
+        inputs = content_hash({"code": code_version("score"), "model": model_digest(model_spec),
+                               "datasets": data_key, "template": template})
         marker, table = out / f"{name}.json", out / f"{name}.jsonl"
         if marker.is_file() and table.is_file() and json.loads(marker.read_text()).get("inputs_hash") == inputs:
             all_rows.extend(read_predictions(table).to_dict("records"))
             continue
-        rows = _score_model(model_spec, spec, template, name)
+        rows = _score_model(model_spec, datasets, template, name)
         write_predictions(rows, table)
         write_json_atomic(marker, {"inputs_hash": inputs, "model": model_spec})
         all_rows.extend(rows)
@@ -53,18 +58,15 @@ def run_evaluation(models: dict[str, str], spec: Any, template: str, out: str | 
     return {"results": results, "skipped": not scored_any}
 
 
-def _score_model(model_spec: str, spec: Any, template: str, name: str) -> list[dict[str, Any]]:
+def _score_model(model_spec: str, datasets: list[tuple[str, list]], template: str, name: str) -> list[dict[str, Any]]:
     import os
 
-    from first_eval.data import load_dataset
     from first_eval.scorer import Scorer
     from first_eval.zoo import load_model
 
     model, tokenizer = load_model(model_spec)
     scorer = Scorer(model, tokenizer, template=template, progress=int(os.environ.get("RANK", "0")) == 0)
     rows = []
-    for ds in spec.datasets:
-        items = load_dataset(ds["name"], split=ds.get("split") or "test", limit=ds.get("limit"))
-        label = _dataset_label(ds)
+    for label, items in datasets:
         rows.extend(s.as_row(model=name, dataset=label) for s in scorer.score(items))
     return rows

@@ -104,7 +104,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     from first_eval.zoo import load_model
     from first_train.data import dataset_fingerprint, load_examples, tokenizer_fingerprint
     from first_train.distill import EXTRACT_RECORD
-    from first_train.finetune import content_hash, model_identity
+    from first_eval.digest import code_version, content_hash, model_digest
     from first_train.losses import sample_rs_tokens
     from first_train.store import StoreWriter, TopKStore, finalize_store, shard_range
     from first_train.trainer import process_state
@@ -121,7 +121,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     if cfg.k > settings["vocab_size"]:
         raise UserError(f"--k {cfg.k} is larger than the teacher's vocabulary ({settings['vocab_size']})")
 
-    inputs_hash = content_hash({"stage": "extract", "teacher": model_identity(cfg.teacher),
+    inputs_hash = content_hash({"stage": "extract", "code": code_version("extract"), "teacher": model_digest(cfg.teacher),
                                 "settings": settings, "config": cfg.hashed_dict()})
     previous = _read_json(out / EXTRACT_RECORD)
     if (out / "manifest.json").is_file():

@@ -8,20 +8,16 @@ says what a batch's loss is and what identifies a run.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from first_eval.study.cache import content_hash  # noqa: F401  (re-exported for the other stages)
+from first_eval.digest import code_version, content_hash, model_digest
 from first_train.config import FinetuneConfig
-from first_train.trainer import TrainResult, finished_run
+from first_train.trainer import TrainResult
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["answer_ce_objective", "model_identity", "run_finetune"]
+__all__ = ["answer_ce_objective", "run_finetune"]
 
 
 def answer_ce_objective(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
@@ -31,29 +27,6 @@ def answer_ce_objective(model: torch.nn.Module, batch: dict[str, Any]) -> torch.
 
     logits = kept_logits(model, batch)
     return ce_loss(logits, batch["targets"][batch["keep"]].unsqueeze(0))
-
-
-def model_identity(spec: str) -> str:
-    """What identifies a model spec's weights, for content hashes.
-
-    A ``first-train`` output directory is identified by its run hash; any other local directory
-    by its files' names, sizes and modification times; built-in and hub specs by their name.
-    """
-    base, _, layers = spec.partition(":layers=")
-    path = Path(os.path.expanduser(base))
-    if path.is_dir():
-        done = finished_run(path)
-        if done is not None and "run_hash" in done:
-            ident = f"first-train:{done['run_hash']}"
-        else:
-            # A run's own checkpoints/ are left out — relative to the directory, so that a
-            # checkpoint, itself under some ``checkpoints/``, is still identified by its files.
-            entries = sorted((str(rel), p.stat().st_size, p.stat().st_mtime_ns)
-                             for p in path.rglob("*")
-                             if p.is_file() and "checkpoints" not in (rel := p.relative_to(path)).parts)
-            ident = "dir:" + hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
-        return ident + (f":layers={layers}" if layers else "")
-    return spec
 
 
 def run_finetune(cfg: FinetuneConfig, *, accelerator: Any = None) -> TrainResult:
@@ -66,8 +39,8 @@ def run_finetune(cfg: FinetuneConfig, *, accelerator: Any = None) -> TrainResult
     items, examples = load_examples(cfg.dataset, cfg.split, cfg.limit, tokenizer, template=cfg.template,
                                     seed=cfg.seed, max_length=cfg.max_length)
     data_hash = dataset_fingerprint(examples)
-    run_hash = content_hash({"stage": "finetune", "model": model_identity(cfg.model), "data": data_hash,
-                             "config": cfg.hashed_dict()})
+    run_hash = content_hash({"stage": "finetune", "code": code_version("finetune"), "model": model_digest(cfg.model),
+                             "data": data_hash, "config": cfg.hashed_dict()})
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     record = {"stage": "finetune", "model": cfg.model, "dataset": cfg.dataset, "split": cfg.split,
               "n_items": len(examples), "dataset_hash": data_hash, "config": cfg.to_dict()}

@@ -181,12 +181,13 @@ def _calibrate_stage(cfg: CalibrateConfig) -> dict[str, Any]:
     """Calibrate unless the store already holds a calibration fitted with the same inputs."""
     from first_eval.fileio import write_json_atomic
     from first_train.calibrate import run_calibrate
-    from first_train.finetune import content_hash, model_identity
+    from first_eval.digest import code_version, content_hash, model_digest
 
     store = Path(cfg.store)
     manifest = json.loads((store / "manifest.json").read_text())
     identity = {k: v for k, v in manifest.items() if k not in ("calibration", "created_by")}
-    inputs_hash = content_hash({"stage": "calibrate", "store": identity, "teacher": model_identity(cfg.teacher),
+    inputs_hash = content_hash({"stage": "calibrate", "code": code_version("calibrate"), "store": identity,
+                                "teacher": model_digest(cfg.teacher),
                                 "config": cfg.hashed_dict()})
     marker = store / "first_calibrate.json"
     if marker.is_file() and manifest.get("calibration"):

@@ -89,7 +89,8 @@ def test_finetune_loss_falls_and_every_checkpoint_loads(tmp_path, tiny_model_dir
     from first_eval.scorer import Scorer
     from first_eval.data import load_dataset
     from first_eval.zoo import load_model
-    from first_train.finetune import model_identity, run_finetune
+    from first_eval.digest import model_digest
+    from first_train.finetune import run_finetune
 
     out = tmp_path / "ft"
     cfg = FinetuneConfig(model=str(tiny_model_dir), dataset="countries", limit=16, out=str(out),
@@ -107,9 +108,10 @@ def test_finetune_loss_falls_and_every_checkpoint_loads(tmp_path, tiny_model_dir
     assert not (out / "checkpoints" / "step-000008" / "resume").exists()  # optimizer state pruned
     assert_same_weights(out, out / "checkpoints" / "step-000012")
     # Each checkpoint has its own identity in the study cache (a regression: every checkpoint,
-    # being under checkpoints/, once hashed as an empty directory and shared one cache slot).
-    idents = [model_identity(str(out / "checkpoints" / f"step-{s:06d}")) for s in steps]
-    assert len(set(idents)) == 3 and model_identity(str(out)) not in idents
+    # being under checkpoints/, once hashed as an empty directory and shared one cache slot) —
+    # by content, so the final checkpoint and the final model, the same weights, share one.
+    idents = [model_digest(str(out / "checkpoints" / f"step-{s:06d}")) for s in steps]
+    assert len(set(idents)) == 3 and model_digest(str(out)) == idents[-1]
     record = finished_run(out)
     assert record["stage"] == "finetune" and record["losses"] == list(result.losses)
 

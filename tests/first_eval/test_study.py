@@ -104,7 +104,7 @@ def test_default_plan_costs_training_and_large_datasets_most(tmp_path):
     from first_eval.study.runner import StudyRunner
 
     plan = StudyRunner(StudyConfig.from_yaml(default_config_path()), tmp_path / "out").plan()
-    cost = dict(zip((t for t, _ in plan.steps), plan.costs))
+    cost = dict(zip(plan.titles, plan.costs))
     teacher = cost["fine-tune teacher from smollm2-135m on countries/train"]
     assert teacher == max(plan.costs)
     # 30 layers against 6: the teacher's scoring costs 5× a student's on the same dataset.
@@ -117,16 +117,16 @@ def test_default_plan_costs_training_and_large_datasets_most(tmp_path):
 
 
 def test_time_left_comes_from_the_pace_of_stages_that_ran():
-    from first_eval.study.runner import _duration, _Pace
+    from first_eval.study.cost import Pace, duration
 
-    pace = _Pace()
+    pace = Pace()
     assert pace.left(100.0) is None  # nothing measured yet: no guess
     pace.update(cost=0.0, seconds=20.0)  # an uncosted stage (a model conversion) teaches nothing
     pace.update(cost=50.0, seconds=0.01)  # a cache hit teaches nothing either
     assert pace.left(100.0) is None
     pace.update(cost=10.0, seconds=30.0)
     assert pace.left(100.0) == pytest.approx(300.0)
-    assert [_duration(x) for x in (4.25, 42, 185, 3725)] == ["4.2s", "42s", "3m05s", "1h02m"]
+    assert [duration(x) for x in (4.25, 42, 185, 3725)] == ["4.2s", "42s", "3m05s", "1h02m"]
 
 
 # ------------------------------------------------------------------------------ a tiny study

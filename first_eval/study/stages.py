@@ -1,0 +1,355 @@
+"""The stages of a study: each builds one thing (a checkpoint, a top-k store, predictions, a
+knowledge study) in the content-addressed cache (:mod:`first_eval.study.cache`).
+
+Every stage's key holds exactly what determines its result:
+
+=============  =========================================================================
+stage          key inputs (besides the package and stage format versions)
+=============  =========================================================================
+``finetune``   the base model's weights, the training items, the recipe, seed, template
+``store``      the teacher's weights, the extraction items and the calibration items,
+               k, RS-KD samples, template, ECE bins
+``distill``    the student's weights, the store's key, the recipe, seed
+``score``      the model's weights, the scored items, the few-shot items, scorer settings
+``posthoc``    the scored predictions' bytes, method, folds, seed
+``knowledge``  the model's weights, the items, max k, template
+=============  =========================================================================
+
+Weights and items enter by content digest (:mod:`first_eval.digest`): an edited dataset file, a
+change to the code that builds a built-in dataset, or a re-trained model with other weights gives a
+new key and everything downstream of it is recomputed; an unchanged input is a cache hit, even
+when an upstream stage had to be re-run and produced the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from first_eval.digest import file_digest, items_digest, model_digest
+from first_eval.errors import UserError
+from first_eval.fileio import write_json_atomic
+from first_eval.study.cache import Stage, stage
+from first_eval.study.config import DatasetConfig, ModelConfig, StudyConfig
+
+__all__ = ["StageEvent", "StudyState"]
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """One cache look-up: the stage directory's name and whether it was computed (else a hit)."""
+
+    stage: str
+    computed: bool
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+@dataclass
+class StudyState:
+    """What a running study knows: its config, the models and predictions built so far, and the
+    cache events of each stage (for the log's hit / computed lines).
+
+    Parameters
+    ----------
+    cfg : StudyConfig
+    datasets : tuple of DatasetConfig
+        The datasets to score (``cfg.datasets``, possibly with MMLU's limit lifted).
+    progress : bool, default=True
+        Progress bars in the training and scoring stages.
+    stage_root : Path, optional
+        Where the stage cache lives (default ``$FIRST_HOME/stages``).
+    """
+
+    cfg: StudyConfig
+    datasets: tuple[DatasetConfig, ...]
+    progress: bool = True
+    stage_root: Path | None = None
+    model_paths: dict[str, str] = field(default_factory=dict)        # model name -> spec or checkpoint dir
+    stores: dict[str, Stage] = field(default_factory=dict)           # store stage key -> calibrated store
+    predictions: dict[tuple[str, str], Path] = field(default_factory=dict)
+    calibration: list[dict] = field(default_factory=list)
+    trajectory: list[dict] = field(default_factory=list)
+    knowledge: dict[str, Any] = field(default_factory=dict)
+    events: list[StageEvent] = field(default_factory=list)
+    _items: dict[tuple, list] = field(default_factory=dict, repr=False)
+    _digests: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def create(cls, cfg: StudyConfig, *, mmlu_full: bool = False, progress: bool = True,
+               stage_root: Path | None = None) -> StudyState:
+        datasets = tuple(replace(d, limit=None) if (mmlu_full and d.name == "mmlu") else d for d in cfg.datasets)
+        return cls(cfg=cfg, datasets=datasets, progress=progress, stage_root=stage_root)
+
+    # ------------------------------------------------------------------------- inputs
+    def items(self, name: str, split: str | None, limit: int | None, *, seed: int | None = None) -> list:
+        """A dataset's items as the stages load them (``seed`` draws the ``limit`` subset; default
+        the study's seed)."""
+        seed = self.cfg.seed if seed is None else seed
+        key = (name, split, limit, seed if limit is not None else None)
+        if key not in self._items:
+            from first_eval.data import load_dataset
+
+            self._items[key] = load_dataset(name, split=split, limit=limit, seed=seed)
+        return self._items[key]
+
+    def items_digest(self, name: str, split: str | None, limit: int | None, *, seed: int | None = None) -> str:
+        return items_digest(self.items(name, split, limit, seed=seed))
+
+    def model_digest(self, spec: str) -> str:
+        if spec not in self._digests:
+            self._digests[spec] = model_digest(spec)
+        return self._digests[spec]
+
+    def resolve(self, ref: str) -> str:
+        """A model name of this study → its built path; anything else is a spec."""
+        return self.model_paths.get(ref, ref)
+
+    # ------------------------------------------------------------------------- the cache
+    def stage(self, name: str, inputs: dict[str, Any]) -> Stage:
+        return stage(name, inputs, root=self.stage_root)
+
+    def ensure(self, st: Stage, compute) -> Stage:
+        computed = st.ensure(compute, on_wait=lambda message: _log(f"  {st.id}: {message}"))
+        self.events.append(StageEvent(st.id, computed))
+        return st
+
+    # ------------------------------------------------------------------------- models
+    def build_model(self, m: ModelConfig) -> None:
+        if m.kind == "spec":
+            from first_eval.zoo import load_model, pretrained_path, resolve
+
+            # Convert and cache now, so that the scoring stages only read; a hub model is loaded
+            # (offline, that fails here with its one-line error rather than stages later).
+            if resolve(m.spec).kind == "hub":
+                load_model(m.spec)
+            else:
+                pretrained_path(m.spec)
+            self.model_paths[m.name] = m.spec
+        elif m.kind == "finetune":
+            self.model_paths[m.name] = self.finetune(m)
+        elif m.kind == "distill":
+            self.model_paths[m.name] = self.distill(m)
+
+    def finetune(self, m: ModelConfig) -> str:
+        from first_train.config import FinetuneConfig
+        from first_train.finetune import run_finetune
+
+        r = m.finetune
+        base = self.resolve(r.model)
+        recipe = {k: v for k, v in r.__dict__.items() if k not in ("model", "dataset", "split", "limit")}
+        st = self.stage("finetune", {"model": self.model_digest(base),
+                                     "items": self.items_digest(r.dataset, r.split, r.limit),
+                                     "recipe": recipe, "seed": self.cfg.seed, "template": self.cfg.scorer.template})
+
+        def compute(st: Stage) -> dict:
+            run_finetune(FinetuneConfig(model=base, dataset=r.dataset, split=r.split, limit=r.limit,
+                                        out=str(st.path / "model"), epochs=r.epochs, lr=r.lr,
+                                        batch_size=r.batch_size, warmup_steps=r.warmup_steps,
+                                        save_every=r.save_every, seed=self.cfg.seed,
+                                        template=self.cfg.scorer.template, progress=self.progress))
+            return {"model": str(st.path / "model")}
+
+        self.ensure(st, compute)
+        return str(st.path / "model")
+
+    def store(self, m: ModelConfig) -> Stage:
+        """The teacher's calibrated top-k store for a distill recipe (one per store key)."""
+        from first_train.calibrate import run_calibrate
+        from first_train.config import CalibrateConfig, ExtractConfig
+        from first_train.extract import run_extract
+
+        r = m.distill
+        teacher = self.resolve(r.teacher)
+        # first-train extract and calibrate draw a `limit` subset with seed 0 (their own default).
+        st = self.stage("store", {"teacher": self.model_digest(teacher),
+                                  "items": self.items_digest(r.dataset, r.split, r.limit, seed=0),
+                                  "calibration_items": self.items_digest(r.dataset, r.calibration_split, None),
+                                  "k": r.k, "rs_samples": 2 * r.k, "seed": self.cfg.seed,
+                                  "template": self.cfg.scorer.template, "bins": self.cfg.metrics.bins})
+        if st.key in self.stores:
+            return self.stores[st.key]
+
+        def compute(st: Stage) -> dict:
+            store_dir = str(st.path / "store")
+            run_extract(ExtractConfig(teacher=teacher, dataset=r.dataset, split=r.split, limit=r.limit,
+                                      out=store_dir, k=r.k, rs_samples=2 * r.k, seed=self.cfg.seed,
+                                      template=self.cfg.scorer.template, progress=self.progress))
+            result = run_calibrate(CalibrateConfig(store=store_dir, teacher=teacher, dataset=r.dataset,
+                                                   split=r.calibration_split, method="reshape",
+                                                   bins=self.cfg.metrics.bins,
+                                                   template=self.cfg.scorer.template, progress=self.progress))
+            return {"calibration": _jsonable(result.get("chosen")), "fits": _jsonable(result.get("fits", {}))}
+
+        self.ensure(st, compute)
+        self.stores[st.key] = st
+        return st
+
+    def distill(self, m: ModelConfig) -> str:
+        from first_train.config import DistillConfig
+        from first_train.distill import run_distill
+
+        r = m.distill
+        st_store = self.store(m)
+        # The store's key already holds the teacher, the data and k.
+        recipe = {k: v for k, v in r.__dict__.items()
+                  if k not in ("student", "teacher", "dataset", "split", "calibration_split", "limit", "k")}
+        st = self.stage("distill", {"student": self.model_digest(r.student), "store": st_store.key,
+                                    "recipe": recipe, "seed": self.cfg.seed})
+
+        def compute(st: Stage) -> dict:
+            run_distill(DistillConfig(student=r.student, store=str(st_store.path / "store"),
+                                      out=str(st.path / "model"), loss=r.loss, alpha=r.alpha, epochs=r.epochs,
+                                      lr=r.lr, batch_size=r.batch_size, warmup_steps=r.warmup_steps,
+                                      seed=self.cfg.seed, teacher=self.resolve(r.teacher), progress=self.progress))
+            return {"model": str(st.path / "model")}
+
+        self.ensure(st, compute)
+        cal = st_store.summary().get("calibration")
+        if cal and not any(c.get("store") == st_store.key for c in self.calibration):
+            self.calibration.append({"model": r.teacher, "store": st_store.key, **cal})
+        return str(st.path / "model")
+
+    # ------------------------------------------------------------------------- scoring
+    def _fewshot(self, d: DatasetConfig, items: list) -> list:
+        sc = self.cfg.scorer
+        if not sc.shots:
+            return []
+        from first_eval.data import fewshot_pool
+        from first_eval.prompts import select_fewshot
+
+        pool = fewshot_pool(d.name, scored_split=d.split, scored_ids=[i.id for i in items], seed=self.cfg.seed)
+        return select_fewshot(pool, sc.shots, exclude_ids=[i.id for i in items])
+
+    def score_spec(self, spec: str, d: DatasetConfig) -> Path:
+        """Predictions of ``spec`` on dataset ``d`` (cached); returns the JSONL path."""
+        sc = self.cfg.scorer
+        items = self.items(d.name, d.split, d.limit)
+        fewshot = self._fewshot(d, items)
+        st = self.stage("score", {"model": self.model_digest(spec), "items": items_digest(items),
+                                  "fewshot": items_digest(fewshot), "scorer": sc.__dict__})
+        path = st.path / "predictions.jsonl"
+
+        def compute(st: Stage) -> dict:
+            from first_eval.predictions import write_predictions
+            from first_eval.scorer import Scorer
+            from first_eval.zoo import load_model
+
+            model, tok = load_model(spec)
+            scores = Scorer(model, tok, template=sc.template, fewshot=fewshot, batch_tokens=sc.batch_tokens,
+                            progress=self.progress).score(items)
+            # Cached under neutral names: the same predictions may serve several rows of a study
+            # (and of other studies); the run's table names them.
+            rows = [s.as_row(model="model", dataset="dataset") for s in scores]
+            write_predictions(rows, path)
+            return {"n": len(rows)}
+
+        self.ensure(st, compute)
+        return path
+
+    def score(self, name: str, d: DatasetConfig) -> None:
+        self.predictions[(name, d.display)] = self.score_spec(self.resolve(name), d)
+
+    def posthoc(self, m: ModelConfig) -> None:
+        from first_eval.calibrators import cross_fit
+        from first_eval.predictions import group_predictions, read_predictions, write_predictions
+
+        r = m.posthoc
+        for d in self.datasets:
+            src = self.predictions[(r.model, d.display)]
+            st = self.stage("posthoc", {"source": file_digest(src), "method": r.method, "folds": r.folds,
+                                        "seed": self.cfg.seed})
+            path = st.path / "predictions.jsonl"
+
+            def compute(st: Stage, src: Path = src, path: Path = path) -> dict:
+                group = next(group_predictions(read_predictions(src)))
+                result = cross_fit(r.method, group.probs, group.labels, n_folds=r.folds, seed=self.cfg.seed)
+                out = group.frame.copy()
+                out["model"] = m.name
+                out["probs"] = [result.probs[i, : n].tolist() for i, n in enumerate(group.n_options)]
+                for col in ("option_mass", "top1_correct"):  # readings of the raw model, not of the recalibration
+                    if col in out:
+                        out = out.drop(columns=col)
+                write_predictions(out, path)
+                return {"params": _jsonable(result.params)}
+
+            self.ensure(st, compute)
+            self.predictions[(m.name, d.display)] = path
+
+    def run_trajectory(self) -> None:
+        t = self.cfg.trajectory
+        mc = self.cfg.model(t.model)
+        d = next(x for x in self.datasets if x.display == t.dataset)
+        if mc.kind != "finetune":
+            raise UserError(f"trajectory: model {t.model!r} is not a finetune recipe")
+        from first_eval.calibration import metric_suite
+        from first_eval.predictions import group_predictions, read_predictions
+
+        model_dir = Path(self.resolve(t.model))
+        points = [(0, self.resolve(mc.finetune.model))]
+        ckpts = sorted((int(p.name.split("-")[1]), str(p)) for p in (model_dir / "checkpoints").glob("step-*")
+                       if p.name.split("-")[1].isdigit())
+        final = _final_step(model_dir)
+        # The checkpoint at the final step holds the final weights: score the model directory
+        # instead, whose predictions the study already has (a cache hit, not a second pass).
+        points += [(s, p) for s, p in ckpts if s != final]
+        if final is not None:
+            points.append((final, str(model_dir)))
+        rows = []
+        for step, spec in points:
+            g = next(group_predictions(read_predictions(self.score_spec(spec, d))))
+            suite = metric_suite(g.probs, g.labels, n_bins=self.cfg.metrics.bins, scheme=self.cfg.metrics.scheme,
+                                 n_options=g.n_options)
+            rows.append({"model": t.model, "step": step, "dataset": d.display, "checkpoint": spec,
+                         "accuracy": suite["accuracy"], "ece": suite["ece"], "nll": suite["nll"],
+                         "brier": suite["brier"], "mean_confidence": float(g.probs.max(axis=1).mean())})
+        self.trajectory = rows
+
+    def run_knowledge(self, name: str) -> None:
+        k = self.cfg.knowledge
+        spec = self.resolve(name)
+        st = self.stage("knowledge", {"model": self.model_digest(spec),
+                                      "items": self.items_digest(k.dataset, k.split, k.limit),
+                                      "max_k": k.max_k, "template": self.cfg.scorer.template})
+
+        def compute(st: Stage) -> dict:
+            from first_eval.data import LETTERS
+            from first_eval.knowledge import collect_topk, summarize
+            from first_eval.prompts import build_prompt, letter_prefix
+            from first_eval.zoo import load_model
+
+            model, tok = load_model(spec)
+            items = self.items(k.dataset, k.split, k.limit)
+            texts, starts = [], []
+            for it in items:
+                prompt = build_prompt(it, self.cfg.scorer.template, tokenizer=tok)
+                answer = letter_prefix(self.cfg.scorer.template) + LETTERS[it.label]
+                starts.append(len(tok(prompt, add_special_tokens=False)["input_ids"]))
+                texts.append(prompt + answer)
+            resp, everywhere = collect_topk(model, tok, texts, starts, max_k=k.max_k, progress=self.progress)
+            write_json_atomic(st.path / "knowledge.json", {
+                "dataset": k.dataset, "split": k.split, "n_items": len(items),
+                "summaries": [summarize(resp, positions="response"), summarize(everywhere, positions="all")]})
+            return {}
+
+        self.ensure(st, compute)
+        # The cached study is of the weights; the name is this study's.
+        entry = {"model": name, **json.loads((st.path / "knowledge.json").read_text())}
+        self.knowledge.setdefault("models", []).append(entry)
+
+
+def _final_step(model_dir: Path) -> int | None:
+    from first_train.trainer import finished_run
+
+    rec = finished_run(model_dir) or {}
+    step = rec.get("steps", rec.get("step"))
+    return int(step) if isinstance(step, (int, float)) else None

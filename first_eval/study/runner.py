@@ -94,8 +94,8 @@ class StudyRunner:
             events = self.state.events[seen:]
             self.log.append((step.title, events))
             cache = "; ".join(f"{'computed' if e.computed else 'hit'} {e.stage}" for e in events)
-            _log(f"[{i}/{total}] done in {duration(took)} (elapsed {duration(time.monotonic() - start)}{eta})"
-                 + (f" — {cache}" if cache else ""))
+            _log(f"[{i}/{total}] {step.title}: done in {duration(took)} "
+                 f"(elapsed {duration(time.monotonic() - start)}{eta})" + (f" — {cache}" if cache else ""))
 
 
 def default_out(cfg: StudyConfig) -> Path:

@@ -326,7 +326,6 @@ def fewshot_pool(
     scored_split: str | None,
     scored_ids: Iterable[str] = (),
     split: str | None = None,
-    seed: int = 0,
     skip_invalid: bool = False,
 ) -> list[Item]:
     """The items few-shot examples may be drawn from: another split of the scored source.
@@ -346,16 +345,14 @@ def fewshot_pool(
         The split to take examples from; it must exist in the source and differ from the
         scored one. None picks ``train`` if the source has it, else ``val``, ``validation``,
         ``valid`` or ``dev`` — the first that exists and is not the scored split.
-    seed : int, default=0
-        Accepted for symmetry with :func:`load_dataset`; the pool is a whole split in source
-        order, so it does not depend on it (``select_fewshot`` seeds a random choice).
     skip_invalid : bool, default=False
         Skip malformed records (see :func:`load_dataset`).
 
     Returns
     -------
     list of Item
-        The split's items in source order, less the scored ones; never empty.
+        The split's items in source order, less the scored ones; never empty. (Deterministic:
+        :func:`first_eval.prompts.select_fewshot` seeds any random choice from it.)
 
     Raises
     ------
@@ -364,7 +361,6 @@ def fewshot_pool(
         built-in with only ``test``, a JSONL file without ``split`` fields), when ``split`` is
         the scored split or absent, or when every item of the chosen split is being scored.
     """
-    del seed  # the pool is deterministic without it
     kind, name = _source(name_or_path)
     if kind == "builtin":
         scored = None if scored_split == "all" else _canon(scored_split or "test")

@@ -83,6 +83,7 @@ class StudyState:
     events: list[StageEvent] = field(default_factory=list)
     _items: dict[tuple, list] = field(default_factory=dict, repr=False)
     _digests: dict[str, str] = field(default_factory=dict, repr=False)
+    _fewshot_items: dict[str, list] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, cfg: StudyConfig, *, mmlu_full: bool = False, progress: bool = True,
@@ -221,14 +222,18 @@ class StudyState:
 
     # ------------------------------------------------------------------------- scoring
     def _fewshot(self, d: DatasetConfig, items: list) -> list:
+        """The worked examples before every question: from another split of the same dataset."""
         sc = self.cfg.scorer
         if not sc.shots:
             return []
-        from first_eval.data import fewshot_pool
-        from first_eval.prompts import select_fewshot
+        if d.display not in self._fewshot_items:
+            from first_eval.data import fewshot_pool
+            from first_eval.prompts import select_fewshot
 
-        pool = fewshot_pool(d.name, scored_split=d.split, scored_ids=[i.id for i in items], seed=self.cfg.seed)
-        return select_fewshot(pool, sc.shots, exclude_ids=[i.id for i in items])
+            ids = [i.id for i in items]
+            pool = fewshot_pool(d.name, scored_split=d.split, scored_ids=ids)
+            self._fewshot_items[d.display] = select_fewshot(pool, sc.shots, exclude_ids=ids)
+        return self._fewshot_items[d.display]
 
     def score_spec(self, spec: str, d: DatasetConfig) -> Path:
         """Predictions of ``spec`` on dataset ``d`` (cached); returns the JSONL path."""

@@ -233,3 +233,31 @@ def test_different_inputs_never_share_a_key(world, first_run):
         assert d.name.endswith(key) or record["code"] != stage_key(record["stage"], {})[1]["code"]
         assert seen.setdefault(d.name, blob) == blob
     assert len(set(seen.values())) == len(seen)
+
+
+def test_few_shot_examples_come_from_another_split_of_the_scored_dataset(world):
+    cfg = study(world)
+    cfg["models"] = cfg["models"][:1]
+    cfg["datasets"] = cfg["datasets"][:1]
+    cfg["scorer"]["shots"] = 2
+    _, runner = run(world, cfg, out="shots")
+    import pandas as pd
+
+    frame = pd.read_parquet(world["root"] / "shots" / "predictions.parquet")
+    train = {r["question"] for r in DATA if r["split"] == "train"}
+    scored = {r["question"] for r in DATA if r["split"] == "test"}
+    for prompt, own in zip(frame["prompt"], frame["id"]):
+        shown = [q for q in train | scored if q in prompt]
+        assert len(shown) == 3 and sum(q in train for q in shown) == 2  # two train examples + the question
+
+
+def test_few_shot_examples_on_a_dataset_without_another_split_is_one_clear_error(world):
+    from first_eval.errors import UserError
+
+    cfg = study(world)
+    cfg["models"] = cfg["models"][:1]
+    cfg["datasets"] = [{"name": "mmlu", "split": "test", "limit": 4}]
+    cfg["scorer"]["shots"] = 1
+    with pytest.raises(UserError, match="few-shot examples for 'mmlu' need a split other than the scored one"):
+        run(world, cfg, out="shots-mmlu")
+    assert not (world["root"] / "shots-mmlu").exists()

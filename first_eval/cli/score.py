@@ -126,7 +126,7 @@ def score(
     if shots:
         scored_ids = [it.id for it in items]
         pool = fewshot_pool(dataset, scored_split=split, scored_ids=scored_ids, split=fewshot_split,
-                            seed=seed, skip_invalid=skip_invalid)
+                            skip_invalid=skip_invalid)
         fewshot = select_fewshot(pool, shots, strategy=fewshot_strategy.value, seed=seed,
                                  exclude_ids=scored_ids)
 

@@ -81,13 +81,6 @@ def fsync_tree(root: str | os.PathLike) -> None:
         fsync_dir(directory)
 
 
-def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Rename a finished directory ``src`` onto a new name ``dst``, durably (contents first)."""
-    fsync_tree(src)
-    os.replace(src, dst)
-    fsync_dir(Path(dst).parent)
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -98,12 +91,6 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically and durably (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically and durably."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> None:

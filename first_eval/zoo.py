@@ -228,8 +228,9 @@ def _stat_key(path: str) -> tuple[int, int]:
 def _cache_key(gguf_path: str) -> str:
     """``gguf-<first 16 hex digits of the SHA-256>-v<conversion version>``: the same bytes share
     one conversion, and a change to the conversion makes a new one."""
-    sha = _file_sha256(os.path.realpath(gguf_path), *_stat_key(gguf_path))
-    return f"gguf-{sha[:16]}-v{CONVERSION_VERSION}"
+    from first_eval.digest import file_digest  # memoized by the file's stat: a load does not re-read 98 MB
+
+    return f"gguf-{file_digest(gguf_path)}-v{CONVERSION_VERSION}"
 
 
 def _is_complete(directory: Path) -> bool:

@@ -30,6 +30,7 @@ LOSSES = ("first", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
 POSITIONS = ("response", "all")
 CALIBRATION_METHODS = ("reshape", "logit-temperature", "both")
 SCHEDULES = ("constant", "linear", "cosine")
+FROZEN_CACHE = ("auto", "memory", "disk", "off")
 TEMPLATES = ("plain", "chat")
 
 
@@ -107,7 +108,8 @@ def _required(name: str, value: str) -> None:
 class TrainConfig(StageConfig):
     """Options of the training loop shared by ``finetune`` and ``distill`` (:mod:`first_train.trainer`)."""
 
-    NOT_HASHED: ClassVar[tuple[str, ...]] = ("out", "save_every", "keep_checkpoints", "resume", "overwrite", "progress")
+    NOT_HASHED: ClassVar[tuple[str, ...]] = ("out", "save_every", "keep_checkpoints", "resume", "overwrite", "progress",
+                                             "frozen_cache_mb")
 
     seed: int = field(default=0, metadata=_help("Seed of data order, sampling and initialization."))
     lr: float = field(default=1e-4, metadata=_help("Peak learning rate (AdamW)."))
@@ -122,6 +124,21 @@ class TrainConfig(StageConfig):
     train_top_layers: int | None = field(
         default=None,
         metadata=_help("Train only the last N decoder layers and the final norm (default: all weights)."))
+    frozen_cache: str = field(default="auto", metadata=_help(
+        "With --train-top-layers: compute the frozen bottom layers once per item and cache their output "
+        "(auto: in memory up to --frozen-cache-mb, else on disk under $FIRST_HOME/activations; memory; "
+        "disk; off: recompute every step)."))
+    frozen_cache_mb: int = field(default=2048, metadata=_help(
+        "Memory budget of the frozen-layer cache in MiB (auto mode spills to disk past it)."))
+    group_by_length: bool = field(default=True, metadata=_help(
+        "Draw batches from length buckets: each epoch's shuffled order is cut into groups of 16 batches, "
+        "each group sorted by length, then the batches are shuffled (less padding; same seed, same batches)."))
+    full_logits: bool = field(default=False, metadata=_help(
+        "Compute the LM head at every position, then select the trained ones (the slow reference path; "
+        "default: the head only where the loss reads it)."))
+    fused_adamw: bool = field(default=True, metadata=_help(
+        "Use torch's fused AdamW kernel (same update rule, one pass over the weights; --no-fused-adamw: "
+        "the per-tensor loop)."))
     max_length: int = field(default=512, metadata=_help("Refuse sequences longer than this many tokens."))
     save_every: int = field(default=0, metadata=_help("Write a checkpoint every N steps (0: only the final model)."))
     keep_checkpoints: int | None = field(
@@ -147,6 +164,9 @@ class TrainConfig(StageConfig):
         _choice("schedule", self.schedule, SCHEDULES)
         if self.train_top_layers is not None and self.train_top_layers < 1:
             raise UserError(f"--train-top-layers must be ≥ 1, got {self.train_top_layers}")
+        _choice("frozen_cache", self.frozen_cache, FROZEN_CACHE)
+        if self.frozen_cache_mb < 0:
+            raise UserError(f"--frozen-cache-mb must be ≥ 0, got {self.frozen_cache_mb}")
         if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
             raise UserError(f"--keep-checkpoints must be ≥ 1, got {self.keep_checkpoints}")
 
@@ -189,7 +209,8 @@ class FinetuneConfig(TrainConfig, DataOptions):
 class ExtractConfig(DataOptions):
     """``first-train extract``: the teacher's top-k at every response position, into a store."""
 
-    NOT_HASHED: ClassVar[tuple[str, ...]] = ("out", "batch_size", "chunk_sequences", "progress", "overwrite")
+    NOT_HASHED: ClassVar[tuple[str, ...]] = ("out", "batch_size", "chunk_sequences", "progress", "overwrite",
+                                             "full_logits")
 
     teacher: str = field(metadata=_help("Teacher model spec."))
     out: str = field(metadata=_help("Store directory (manifest.json + shards)."))
@@ -200,6 +221,8 @@ class ExtractConfig(DataOptions):
     rs_samples: int = field(default=0, metadata=_help(
         "Also store M importance-sampled tokens per position for --loss rs-kd (0: none)."))
     batch_size: int = field(default=16, metadata=_help("Sequences per forward pass."))
+    full_logits: bool = field(default=False, metadata=_help(
+        "Compute the LM head at every position, then select the stored ones (the slow reference path)."))
     chunk_sequences: int = field(default=1024, metadata=_help(
         "Sequences per shard file; a resumed extraction restarts after the last whole file."))
     seed: int = field(default=0, metadata=_help("Seed of the RS-KD sampling."))

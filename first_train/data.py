@@ -167,13 +167,40 @@ def collate(examples: Sequence[Example], *, pad_id: int, mode: str = "response")
             "index": torch.tensor([e.index for e in examples], dtype=torch.long)}
 
 
-def kept_logits(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-    """Logits at the batch's kept positions, shape ``(1, N, V)`` (row-major over the batch)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   logits_to_keep=batch["keep"], use_cache=False).logits
-    if logits.dim() == 3:  # a model that ignored the boolean mask
+def kept_logits(model: torch.nn.Module, batch: dict[str, Any], *, full_logits: bool | None = None,
+                frozen: bool = True) -> torch.Tensor:
+    """Logits at the batch's kept positions, shape ``(1, N, V)`` (row-major over the batch).
+
+    By default the LM head is applied only at the kept positions (``logits_to_keep`` with the
+    boolean ``keep`` mask: the decoder's hidden states are gathered, then the head). With
+    ``full_logits`` (default: the batch's ``"full_logits"`` entry, set by ``--full-logits``) the
+    head runs at every position and the kept rows are selected afterwards — the reference path,
+    equal to round-off. A batch carrying ``"frozen_hidden"`` (the cached output of the model's
+    frozen bottom layers, :mod:`first_train.frozen`) runs only the top layers; ``frozen=False``
+    ignores it (a teacher reading a student's batch).
+    """
+    if full_logits is None:
+        full_logits = bool(batch.get("full_logits", False))
+    inputs: dict[str, Any] = {"input_ids": batch["input_ids"]}
+    top = None
+    if frozen and batch.get("frozen_hidden") is not None:
+        from first_train.frozen import top_layers_only
+
+        inputs = {"inputs_embeds": batch["frozen_hidden"]}
+        top = top_layers_only(model, int(batch["frozen_top"]))
+    with top if top is not None else _nothing():
+        out = model(**inputs, attention_mask=batch["attention_mask"],
+                    logits_to_keep=0 if full_logits else batch["keep"], use_cache=False)
+    logits = out.logits
+    if logits.dim() == 3:  # every position (--full-logits, or a model that ignored the boolean mask)
         logits = logits[batch["keep"]]
     return logits.unsqueeze(0)
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

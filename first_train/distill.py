@@ -135,7 +135,7 @@ def make_objective(loss: str, *, alpha: float = 0.0, calibration: dict[str, Any]
             import torch
 
             with torch.no_grad():
-                teacher_logits = kept_logits(teacher, batch)
+                teacher_logits = kept_logits(teacher, batch, frozen=False)
             kd = L.full_kd_loss(logits, teacher_logits)
         else:  # pragma: no cover - the config checks the name
             raise ValueError(f"unknown loss {loss!r}")

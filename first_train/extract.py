@@ -65,11 +65,13 @@ class ExtractResult:
 
 def teacher_batches(model: torch.nn.Module, examples: Sequence[Example], *, mode: str, batch_size: int,
                     pad_id: int, device: Any = "cpu", progress: bool = False,
-                    description: str = "teacher") -> Iterator[tuple[list[Example], torch.Tensor]]:
+                    description: str = "teacher", full_logits: bool = False,
+                    ) -> Iterator[tuple[list[Example], torch.Tensor]]:
     """Run ``model`` over ``examples`` in fixed batches; yield ``(batch, logits)``.
 
     ``logits`` is float32 of shape ``(N, V)``: the kept positions of the batch in row-major order
-    (each example's positions in increasing order, examples in batch order).
+    (each example's positions in increasing order, examples in batch order). The LM head runs
+    only at those positions unless ``full_logits`` (the reference path).
     """
     import torch
     from tqdm.auto import tqdm
@@ -81,7 +83,7 @@ def teacher_batches(model: torch.nn.Module, examples: Sequence[Example], *, mode
         for start in range(0, len(examples), batch_size):
             chunk = list(examples[start:start + batch_size])
             batch = {k: v.to(device) for k, v in collate(chunk, pad_id=pad_id, mode=mode).items()}
-            logits = kept_logits(model, batch)[0].float()
+            logits = kept_logits(model, batch, full_logits=full_logits)[0].float()
             bar.update(len(chunk))
             yield chunk, logits
     bar.close()
@@ -169,7 +171,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     for b in starts:
         chunk = mine[b:b + cfg.batch_size]
         (batch, logits), = teacher_batches(model, chunk, mode=cfg.positions, batch_size=len(chunk),
-                                           pad_id=pad_id, device=state.device)
+                                           pad_id=pad_id, device=state.device, full_logits=cfg.full_logits)
         ids, probs = topk_of_logits(logits, cfg.k)
         row = 0
         for e in batch:

@@ -55,6 +55,7 @@ __all__ = [
     "Objective",
     "TrainResult",
     "batch_schedule",
+    "example_length",
     "finished_run",
     "freeze_all_but_top_layers",
     "latest_checkpoint",
@@ -69,6 +70,7 @@ _STARTED_FILE = ".first-train-run.json"
 _CKPT_DIR = "checkpoints"
 _RESUME_DIR = "resume"
 _STATE_FILE = "trainer_state.json"
+LENGTH_GROUP = 16  # global batches per length bucket (--group-by-length)
 
 
 class Objective(Protocol):
@@ -136,17 +138,27 @@ def process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
-def batch_schedule(n_items: int, *, batch_size: int, world_size: int, rank: int, seed: int, epoch: int) -> list[list[int]]:
+def batch_schedule(n_items: int, *, batch_size: int, world_size: int, rank: int, seed: int, epoch: int,
+                   lengths: Sequence[int] | None = None, group: int = LENGTH_GROUP) -> list[list[int]]:
     """This rank's micro-batches (lists of item indices) for one epoch.
 
     A seeded permutation of ``range(n_items)`` is padded cyclically to a whole number of global
     batches (``batch_size * world_size`` rows), so every rank gets the same number of equally
     sized micro-batches; rank ``r`` takes rows ``[r*batch_size, (r+1)*batch_size)`` of each.
 
+    With ``lengths`` (``--group-by-length``), batches come from length buckets: the padded
+    permutation is cut into groups of ``group`` global batches, each group is sorted by length
+    (longest first, ties in permutation order) and cut into global batches, and the batches of
+    the epoch are then put in a second seeded random order. Every item is still seen once per
+    epoch (plus the cyclic padding), the batches of an epoch depend only on ``(seed, epoch)``,
+    and a batch holds items of similar length, so there is little padding.
+
     Examples
     --------
     >>> batch_schedule(5, batch_size=2, world_size=1, rank=0, seed=0, epoch=0)
-    [[4, 1], [2, 0], [3, 4]]
+    [[4, 0], [1, 3], [2, 4]]
+    >>> batch_schedule(6, batch_size=2, world_size=1, rank=0, seed=0, epoch=0, lengths=[1, 5, 2, 6, 3, 4])
+    [[3, 1], [2, 0], [5, 4]]
     """
     import torch
 
@@ -158,8 +170,35 @@ def batch_schedule(n_items: int, *, batch_size: int, world_size: int, rank: int,
     n_batches = math.ceil(n_items / global_batch)
     need = n_batches * global_batch
     padded = (perm * math.ceil(need / n_items))[:need]
+    if lengths is not None:
+        if len(lengths) != n_items:
+            raise ValueError(f"Expected {n_items} lengths, got {len(lengths)}")
+        span = global_batch * max(1, int(group))
+        grouped: list[int] = []
+        for g in range(0, need, span):
+            grouped += sorted(padded[g:g + span], key=lambda i: -lengths[i])  # stable: ties keep their order
+        batches = [grouped[b * global_batch:(b + 1) * global_batch] for b in range(n_batches)]
+        padded = [i for b in torch.randperm(n_batches, generator=generator).tolist() for i in batches[b]]
     return [padded[b * global_batch + rank * batch_size: b * global_batch + (rank + 1) * batch_size]
             for b in range(n_batches)]
+
+
+def _adamw(params: list[Any], cfg: TrainConfig):
+    """AdamW over ``params``: torch's fused kernel unless ``--no-fused-adamw``."""
+    import torch
+
+    if not cfg.fused_adamw:
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    try:
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"the fused AdamW kernel is not available here ({exc}); pass --no-fused-adamw") from None
+
+
+def example_length(example: Any) -> int:
+    """Tokens of a training example (an :class:`~first_train.data.Example` or a row wrapping one)."""
+    inner = getattr(example, "example", example)
+    return len(inner.input_ids)
 
 
 def freeze_all_but_top_layers(model: torch.nn.Module, n_layers: int) -> int:
@@ -450,10 +489,11 @@ def train(
     if not params:
         raise UserError("nothing to train: every weight is frozen")
     model.train()
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = _adamw(params, cfg)
     world, rank = accelerator.num_processes, accelerator.process_index
+    lengths = [example_length(e) for e in examples] if cfg.group_by_length else None
     schedule0 = batch_schedule(len(examples), batch_size=cfg.batch_size, world_size=world, rank=rank,
-                               seed=cfg.seed, epoch=0)
+                               seed=cfg.seed, epoch=0, lengths=lengths)
     n_steps = total_steps(cfg, len(schedule0))
     scheduler_name = "constant_with_warmup" if cfg.schedule == "constant" else cfg.schedule
     scheduler = get_scheduler(scheduler_name, optimizer, num_warmup_steps=cfg.warmup_steps,
@@ -484,9 +524,41 @@ def train(
         if epoch not in schedules:
             schedules.clear()
             schedules[epoch] = batch_schedule(len(examples), batch_size=cfg.batch_size, world_size=world,
-                                              rank=rank, seed=cfg.seed, epoch=epoch)
-        rows = [examples[i] for i in schedules[epoch][b]]
-        return _to_device(collate(rows), accelerator.device)
+                                              rank=rank, seed=cfg.seed, epoch=epoch, lengths=lengths)
+        indices = schedules[epoch][b]
+        batch = collate([examples[i] for i in indices])
+        batch["full_logits"] = cfg.full_logits
+        if frozen is not None:
+            batch["frozen_hidden"] = frozen.batch(indices, batch["input_ids"].shape[1])
+            batch["frozen_top"] = frozen.n_top
+        return _to_device(batch, accelerator.device)
+
+    frozen = None
+    if cfg.train_top_layers is not None:
+        from accelerate.utils import DistributedType
+
+        from first_train.frozen import CHECK_RTOL, build_frozen_cache
+
+        if accelerator.distributed_type == DistributedType.FSDP:
+            mode = "off"  # sharded layers cannot be run as a cut stack
+        else:
+            mode = cfg.frozen_cache
+        frozen = build_frozen_cache(model, cfg.train_top_layers, examples, collate, mode=mode,
+                                    budget_mb=cfg.frozen_cache_mb, batch_size=max(cfg.batch_size, 16),
+                                    device=accelerator.device, world_size=world, description=description,
+                                    progress=cfg.progress and accelerator.is_main_process)
+        if frozen is not None:
+            first = micro_batch(start * cfg.grad_accum)
+            error = frozen.check(model, first)
+            if error > CHECK_RTOL:
+                print(f"{description}: the cached frozen-layer states do not reproduce the model's forward "
+                      f"(relative logit error {error:.1e}); recomputing them every step", file=sys.stderr)
+                frozen = None
+            elif accelerator.is_main_process and cfg.progress:
+                info = frozen.describe()
+                how = "read" if info["reused"] else f"computed in {info['seconds']:.1f} s"
+                print(f"{description}: frozen layers cached ({info['mode']}, {info['bytes'] / 2**20:.0f} MiB, "
+                      f"{how}); training the top {frozen.n_top} layers", file=sys.stderr, flush=True)
 
     bar = tqdm(total=n_steps, initial=start, desc=description, unit="step", dynamic_ncols=True,
                disable=not (cfg.progress and accelerator.is_main_process))
@@ -534,6 +606,7 @@ def train(
         "seconds": seconds,
         "num_processes": world,
         "replica_fingerprints": list(fingerprints),
+        "frozen_cache": frozen.describe() if frozen is not None else None,
         "train": cfg.to_dict(),
         **(record or {}),
     }

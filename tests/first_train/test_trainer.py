@@ -174,8 +174,22 @@ def test_train_top_layers_leaves_the_rest_untouched(tmp_path, tiny_model_dir):
 
 @pytest.mark.slow
 def test_kill_and_resume_in_a_subprocess_gives_identical_weights(tmp_path, tiny_model_dir):
-    """SIGKILL a real `first-train finetune` after a checkpoint; resuming ends bit-identical."""
+    """SIGKILL a real `first-train finetune` after a checkpoint; resuming ends bit-identical.
+
+    Every part runs on one thread, as the subprocess does: CPU kernels may pick another
+    blocking for another thread count, which changes the last bits (not what this test is about).
+    """
     from first_train.finetune import run_finetune
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _kill_and_resume(tmp_path, tiny_model_dir, run_finetune)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _kill_and_resume(tmp_path, tiny_model_dir, run_finetune):
 
     args = dict(model=str(tiny_model_dir), dataset="countries", limit=16, max_steps=40, save_every=5,
                 **FAST)

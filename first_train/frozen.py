@@ -16,8 +16,8 @@ Frozen layers with dropout are not cached: their output is random in training mo
 Storage. In memory when the states fit ``--frozen-cache-mb``; otherwise (or with
 ``--frozen-cache disk``) in one file under ``$FIRST_HOME/activations/<key>/``, whose key is the
 content digest of the frozen weights, the model's config, the items' token ids, the cut, the
-dtype and the versions of this package, torch and transformers: a later run with the same student and data (another seed, another
-loss) reads it instead of computing it again. The file is written under a temporary name and
+dtype and the versions of this package, torch and transformers: a later run with the same
+student and items (another learning rate, another loss) reads it instead of computing it again. The file is written under a temporary name and
 renamed, so a half-written cache is never read.
 """
 

@@ -55,6 +55,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "distill": 1,     # first_train.distill, trainer, losses, reshape
     "posthoc": 1,     # first_eval.calibrators: cross-fitted post-hoc calibration
     "knowledge": 1,   # first_eval.knowledge: top-k mass of a model's next-token distributions
+    "metrics": 1,     # first_eval.results, calibration, bootstrap: a study's metric rows and paired tests
 }
 """Format version of each stage kind. Bump a stage's number in the same commit as any change to
 what it computes; every cached result of that kind is then recomputed. ``tests/test_stage_versions.py``

@@ -36,6 +36,7 @@ ENTRY_POINTS = {
     "distill": ("first_train.distill",),
     "posthoc": ("first_eval.calibrators",),
     "knowledge": ("first_eval.knowledge", "first_eval.prompts", "first_eval.zoo"),
+    "metrics": ("first_eval.results", "first_eval.predictions"),
 }
 NOT_RESULTS = ("first_eval.data", "first_eval.errors", "first_eval.fileio", "first_eval.faults", "first_eval.locks",
                "first_eval.digest", "first_eval.study", "first_eval.cli", "first_train.cli", "first_train.commands")

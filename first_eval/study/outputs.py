@@ -1,22 +1,30 @@
 """What a study writes into its (staging) run directory: the predictions table, the metrics, the
 optional trajectory / knowledge / calibration files, ``run.json`` and the report
-(the layout of :mod:`first_eval.rundir`)."""
+(the layout of :mod:`first_eval.rundir`).
+
+The predictions table and its metrics (with the bootstrap CIs and paired tests) are the cached
+stage ``metrics`` (:func:`metrics_stage`), keyed by the content of the predictions they read;
+``metrics.json``'s metadata, ``run.json`` and the report are written afresh on every run."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import platform
+import shutil
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from first_eval import rundir
+from first_eval.digest import file_digest
 from first_eval.faults import crash_point
-from first_eval.fileio import write_json_atomic
+from first_eval.fileio import atomic_path, write_json_atomic
+from first_eval.study.cache import Stage
 from first_eval.study.stages import StudyState
 
-__all__ = ["PACKAGES", "package_versions", "write_outputs", "write_report"]
+__all__ = ["PACKAGES", "metrics_stage", "package_versions", "write_outputs", "write_report"]
 
 PACKAGES = ("first-toolkit", "torch", "transformers", "accelerate", "numpy", "pandas", "scikit-learn",
             "netcal", "relplot", "plotly", "streamlit")
@@ -32,36 +40,64 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def metrics_stage(state: StudyState) -> Stage:
+    """The study's predictions table and its metrics, as the cached stage ``metrics``.
+
+    The stage directory holds ``predictions.parquet`` (every (model, dataset) predictions file of
+    the study, named as the study names them) and ``metrics.json`` (``results``, ``comparisons``
+    and the items scored per dataset). Its key holds the content digest of each predictions file
+    it reads with the model and dataset names it gives them, the metric settings (bins, scheme,
+    bootstrap resamples, seed) and the comparisons, so a re-run with none of those changed reads
+    the bootstrap's results instead of resampling again.
+    """
+    cfg, mc = state.cfg, state.cfg.metrics
+    tables = [[model, dataset, file_digest(path)] for (model, dataset), path in state.predictions.items()]
+    st = state.stage("metrics", {"tables": tables, "bins": mc.bins, "scheme": mc.scheme,
+                                 "bootstrap": mc.bootstrap, "seed": cfg.seed,
+                                 "comparisons": [list(pair) for pair in cfg.comparisons]})
+
+    def compute(st: Stage) -> dict:
+        import pandas as pd
+
+        from first_eval.predictions import read_predictions, write_predictions
+        from first_eval.results import compute_comparisons, compute_results
+
+        frames = []
+        for (model, dataset), path in state.predictions.items():
+            f = read_predictions(path)
+            f["model"], f["dataset"] = model, dataset
+            frames.append(f)
+        table = st.path / rundir.PREDICTIONS_FILE
+        write_predictions(pd.concat(frames, ignore_index=True), table)
+        crash_point("metrics")
+        frame = read_predictions(table)  # metrics from exactly what is on disk
+        results = compute_results(frame, n_bins=mc.bins, scheme=mc.scheme, bootstrap=mc.bootstrap, seed=cfg.seed)
+        comparisons = []
+        for a, b in cfg.comparisons:
+            comparisons += compute_comparisons(frame, a, b, n_bins=mc.bins, scheme=mc.scheme,
+                                               bootstrap=mc.bootstrap or 1000, seed=cfg.seed)
+        items = {str(k): int(v) for k, v in frame.groupby("dataset", sort=False)["id"].nunique().items()}
+        write_json_atomic(st.path / rundir.METRICS_FILE,
+                          {"results": results, "comparisons": comparisons, "items": items})
+        return {"rows": len(frame)}
+
+    return state.ensure(st, compute)
+
+
 def write_outputs(state: StudyState, work: Path) -> None:
     """The predictions table, ``metrics.json``, the optional files and ``run.json`` into ``work``."""
-    import pandas as pd
-
-    from first_eval.predictions import read_predictions, write_predictions
-    from first_eval.results import compute_comparisons, compute_results
-
-    cfg = state.cfg
-    frames = []
-    for (model, dataset), path in state.predictions.items():
-        f = read_predictions(path)
-        f["model"], f["dataset"] = model, dataset
-        frames.append(f)
-    frame = pd.concat(frames, ignore_index=True)
-    pred_path = work / rundir.PREDICTIONS_FILE
-    write_predictions(frame, pred_path)
-    crash_point("metrics")
-    frame = read_predictions(pred_path)  # metrics from exactly what is on disk
-    mc = cfg.metrics
-    results = compute_results(frame, n_bins=mc.bins, scheme=mc.scheme, bootstrap=mc.bootstrap, seed=cfg.seed)
-    comparisons = []
-    for a, b in cfg.comparisons:
-        comparisons += compute_comparisons(frame, a, b, n_bins=mc.bins, scheme=mc.scheme,
-                                           bootstrap=mc.bootstrap or 1000, seed=cfg.seed)
+    cfg, mc = state.cfg, state.cfg.metrics
+    st = metrics_stage(state)
+    with atomic_path(work / rundir.PREDICTIONS_FILE) as tmp:  # the run's own copy, never a link into the cache
+        shutil.copyfile(st.path / rundir.PREDICTIONS_FILE, tmp)
+    computed = json.loads((st.path / rundir.METRICS_FILE).read_text())
+    versions = package_versions()
     edges = np.linspace(0.0, 1.0, mc.bins + 1).tolist() if mc.scheme == "width" else None
     write_json_atomic(work / rundir.METRICS_FILE, {
-        "results": results, "comparisons": comparisons,
+        "results": computed["results"], "comparisons": computed["comparisons"],
         "metadata": {"study": cfg.name, "config_hash": cfg.hash(), "seed": cfg.seed,
                      "bins": mc.bins, "scheme": mc.scheme, "bin_edges": edges, "bootstrap": mc.bootstrap,
-                     "versions": package_versions(),
+                     "versions": versions,
                      "command": f"first-eval metrics {rundir.PREDICTIONS_FILE} --json --bins {mc.bins} "
                                 f"--scheme {mc.scheme} --bootstrap {mc.bootstrap} --seed {cfg.seed}"},
     })
@@ -71,11 +107,11 @@ def write_outputs(state: StudyState, work: Path) -> None:
         write_json_atomic(work / rundir.KNOWLEDGE_FILE, state.knowledge)
     if state.calibration:
         write_json_atomic(work / rundir.CALIBRATION_FILE, state.calibration)
-    counts = frame.groupby("dataset", sort=False)["id"].nunique().to_dict()
+    counts = computed["items"]
     rundir.write_run_json(work, {
         "study": cfg.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(), "config_hash": cfg.hash(), "seed": cfg.seed,
-        "versions": package_versions(),
+        "versions": versions,
         "models": [{"name": m.name, "kind": m.kind, "spec": state.model_paths.get(m.name, m.spec)}
                    for m in cfg.models],
         "datasets": [{"name": d.display, "source": d.name, "role": d.role, "split": d.split,

@@ -13,6 +13,9 @@ stage          key inputs (besides the package and stage format versions)
 ``score``      the model's weights, the scored items, the few-shot items, scorer settings
 ``posthoc``    the scored predictions' bytes, method, folds, seed
 ``knowledge``  the model's weights, the items, max k, template
+``metrics``    each predictions file's bytes and the names the study gives it, bins,
+               scheme, bootstrap resamples, seed, comparisons
+               (:func:`first_eval.study.outputs.metrics_stage`)
 =============  =========================================================================
 
 Weights and items enter by content digest (:mod:`first_eval.digest`): an edited dataset file, a
@@ -82,6 +85,7 @@ class StudyState:
     knowledge: dict[str, Any] = field(default_factory=dict)
     events: list[StageEvent] = field(default_factory=list)
     _items: dict[tuple, list] = field(default_factory=dict, repr=False)
+    _items_digests: dict[tuple, str] = field(default_factory=dict, repr=False)
     _digests: dict[str, str] = field(default_factory=dict, repr=False)
     _fewshot_items: dict[str, list] = field(default_factory=dict, repr=False)
 
@@ -92,11 +96,15 @@ class StudyState:
         return cls(cfg=cfg, datasets=datasets, progress=progress, stage_root=stage_root)
 
     # ------------------------------------------------------------------------- inputs
+    def _items_key(self, name: str, split: str | None, limit: int | None,
+                   seed: int | None) -> tuple[tuple, int]:
+        seed = self.cfg.seed if seed is None else seed
+        return (name, split, limit, seed if limit is not None else None), seed
+
     def items(self, name: str, split: str | None, limit: int | None, *, seed: int | None = None) -> list:
         """A dataset's items as the stages load them (``seed`` draws the ``limit`` subset; default
         the study's seed)."""
-        seed = self.cfg.seed if seed is None else seed
-        key = (name, split, limit, seed if limit is not None else None)
+        key, seed = self._items_key(name, split, limit, seed)
         if key not in self._items:
             from first_eval.data import load_dataset
 
@@ -104,7 +112,12 @@ class StudyState:
         return self._items[key]
 
     def items_digest(self, name: str, split: str | None, limit: int | None, *, seed: int | None = None) -> str:
-        return items_digest(self.items(name, split, limit, seed=seed))
+        """:func:`first_eval.digest.items_digest` of :meth:`items`, hashed once a run (every
+        model's score key holds its dataset's)."""
+        key, _ = self._items_key(name, split, limit, seed)
+        if key not in self._items_digests:
+            self._items_digests[key] = items_digest(self.items(name, split, limit, seed=seed))
+        return self._items_digests[key]
 
     def model_digest(self, spec: str) -> str:
         if spec not in self._digests:
@@ -240,7 +253,8 @@ class StudyState:
         sc = self.cfg.scorer
         items = self.items(d.name, d.split, d.limit)
         fewshot = self._fewshot(d, items)
-        st = self.stage("score", {"model": self.model_digest(spec), "items": items_digest(items),
+        st = self.stage("score", {"model": self.model_digest(spec),
+                                  "items": self.items_digest(d.name, d.split, d.limit),
                                   "fewshot": items_digest(fewshot), "scorer": sc.__dict__})
         path = st.path / "predictions.jsonl"
 
@@ -265,9 +279,6 @@ class StudyState:
         self.predictions[(name, d.display)] = self.score_spec(self.resolve(name), d)
 
     def posthoc(self, m: ModelConfig) -> None:
-        from first_eval.calibrators import cross_fit
-        from first_eval.predictions import group_predictions, read_predictions, write_predictions
-
         r = m.posthoc
         for d in self.datasets:
             src = self.predictions[(r.model, d.display)]
@@ -276,6 +287,9 @@ class StudyState:
             path = st.path / "predictions.jsonl"
 
             def compute(st: Stage, src: Path = src, path: Path = path) -> dict:
+                from first_eval.calibrators import cross_fit  # SciPy: only when the stage is computed
+                from first_eval.predictions import group_predictions, read_predictions, write_predictions
+
                 group = next(group_predictions(read_predictions(src)))
                 result = cross_fit(r.method, group.probs, group.labels, n_folds=r.folds, seed=self.cfg.seed)
                 out = group.frame.copy()

@@ -17,6 +17,7 @@ import pytest
 from first_eval.study.config import StudyConfig
 
 MODELS = ("base", "teacher", "teacher+ts", "student")
+METRICS_STEP = "metrics, bootstrap CIs and paired tests"
 DATA = [{"id": f"q{i}", "question": f"Which number is {i} plus one?", "choices": [str(i + 1), str(i + 7), str(i + 3)],
          "answer": 0 if i % 3 == 0 else "B" if i % 3 == 1 else 2, "split": "train" if i < 16 else "val" if i < 20 else "test"}
         for i in range(24)]
@@ -104,6 +105,7 @@ def titles(world) -> dict[str, str]:
         for m in ("base", "teacher", "student"):
             out[f"{m}@{ds}"] = f"score {m} on {ds}"
     out["posthoc"] = "teacher+ts: cross-fitted temperature on teacher's predictions"
+    out["metrics"] = METRICS_STEP
     return out
 
 
@@ -130,7 +132,7 @@ def test_editing_one_scored_answer_rescores_that_dataset_only(world, first_run):
         steps, _ = run(world, study(world))
     finally:
         _write_jsonl(world["data"], DATA)
-    assert computed(steps) == expect(world, "base@facts", "teacher@facts", "student@facts", "posthoc")
+    assert computed(steps) == expect(world, "base@facts", "teacher@facts", "student@facts", "posthoc", "metrics")
 
 
 def test_editing_one_training_item_retrains_and_rescores_what_it_trained(world, first_run):
@@ -143,7 +145,7 @@ def test_editing_one_training_item_retrains_and_rescores_what_it_trained(world, 
         _write_jsonl(world["data"], DATA)
     # The teacher, its store (the student's training data) and the student change; base does not.
     assert computed(steps) == expect(world, "teacher", "student", "teacher@facts", "student@facts",
-                                     "teacher@countries", "student@countries", "posthoc")
+                                     "teacher@countries", "student@countries", "posthoc", "metrics")
 
 
 def test_a_model_file_with_other_weights_reruns_what_uses_that_model(world, first_run, tmp_path):
@@ -160,7 +162,7 @@ def test_a_model_file_with_other_weights_reruns_what_uses_that_model(world, firs
         steps, _ = run(world, study(world))
     finally:
         weights.write_bytes(original)
-    assert computed(steps) == expect(world, "student", "student@facts", "student@countries")
+    assert computed(steps) == expect(world, "student", "student@facts", "student@countries", "metrics")
 
 
 def test_a_copied_model_directory_is_the_same_model(world, first_run):
@@ -172,7 +174,7 @@ def test_a_copied_model_directory_is_the_same_model(world, first_run):
 
 def test_a_recipe_field_reruns_that_model_and_its_scores(world, first_run):
     steps, _ = run(world, study(world, **{"models.3.distill.lr": 2e-3}))
-    assert computed(steps) == expect(world, "student", "student@facts", "student@countries")
+    assert computed(steps) == expect(world, "student", "student@facts", "student@countries", "metrics")
 
 
 def test_the_seed_reruns_training_and_seeded_subsets_only(world, first_run):
@@ -180,12 +182,13 @@ def test_the_seed_reruns_training_and_seeded_subsets_only(world, first_run):
     # Training and the post-hoc folds are seeded; the `limit` subset of countries is drawn with
     # the seed; the unlimited JSONL split is the same items: the base model's score on it is reused.
     assert titles(world)["base@facts"] not in computed(steps)
-    assert expect(world, "teacher", "student", "base@countries", "posthoc") <= computed(steps)
+    assert expect(world, "teacher", "student", "base@countries", "posthoc", "metrics") <= computed(steps)
 
 
 def test_a_dataset_limit_rescores_that_dataset_only(world, first_run):
     steps, _ = run(world, study(world, **{"datasets.1.limit": 5}))
-    assert computed(steps) == expect(world, "base@countries", "teacher@countries", "student@countries", "posthoc")
+    assert computed(steps) == expect(world, "base@countries", "teacher@countries", "student@countries", "posthoc",
+                                     "metrics")
 
 
 def test_two_distill_recipes_differing_only_in_limit_train_on_their_own_stores(world, first_run):
@@ -207,8 +210,82 @@ def test_a_stage_format_version_bump_recomputes_that_kind_only(world, first_run,
     monkeypatch.setitem(digest.STAGE_VERSIONS, "score", digest.STAGE_VERSIONS["score"] + 1)
     steps, _ = run(world, study(world))
     scores = {v for k, v in titles(world).items() if "@" in k}
-    # The re-scored predictions are byte-identical, so the post-hoc stage keyed by their digest hits.
+    # The re-scored predictions are byte-identical, so the post-hoc and metrics stages keyed by
+    # their digests hit.
     assert computed(steps) == scores
+
+
+def metrics_of(world, out: str = "run") -> dict:
+    return json.loads((world["root"] / out / "metrics.json").read_text())
+
+
+def test_an_unchanged_rerun_reads_the_metrics_and_rebuilds_only_the_report(world, first_run):
+    before = metrics_of(world)
+    steps, runner = run(world, study(world), out="run-again")
+    assert computed(steps) == set()
+    events = dict(runner.log)[METRICS_STEP]
+    assert len(events) == 1 and events[0].stage.startswith("metrics-") and not events[0].computed
+    assert metrics_of(world, "run-again") == before
+    # The report is this run's: it names the directory it was written for.
+    assert "Run `run-again`" in (world["root"] / "run-again" / "report.md").read_text()
+
+
+def test_the_metrics_recompute_when_a_predictions_file_changes(world, first_run):
+    _, runner = first_run
+    path = runner.state.predictions[("base", "facts")]
+    original = path.read_bytes()
+    rows = [json.loads(line) for line in original.decode().splitlines()]
+    for r in rows:  # every answer right and certain
+        r["probs"] = [1.0 if k == r["label"] else 0.0 for k in range(len(r["probs"]))]
+    _write_jsonl(path, rows)
+    try:
+        steps, _ = run(world, study(world), out="edited")
+    finally:
+        path.write_bytes(original)
+    # The score stage is served as it lies on disk (its key is of its inputs); the metrics read it anew.
+    assert computed(steps) == expect(world, "metrics")
+    row, = [r for r in metrics_of(world, "edited")["results"] if (r["model"], r["dataset"]) == ("base", "facts")]
+    assert row["accuracy"] == 1.0 and row["ece"] == 0.0
+    steps, _ = run(world, study(world), out="edited")  # the original bytes again: the original metrics
+    assert computed(steps) == set()
+    assert metrics_of(world, "edited")["results"] == metrics_of(world)["results"]
+
+
+@pytest.mark.parametrize("change", [{"metrics.scheme": "mass"}, {"metrics.bootstrap": 5},
+                                    {"comparisons": [["teacher", "base"]]}, {"datasets.0.label": "facts-2"}],
+                         ids=["scheme", "bootstrap", "comparisons", "dataset-name"])
+def test_a_metrics_setting_recomputes_the_metrics_only(world, first_run, change):
+    steps, _ = run(world, study(world, **change), out="settings")
+    assert computed(steps) == expect(world, "metrics")
+    got = metrics_of(world, "settings")
+    if "metrics.bootstrap" in change:
+        assert all("ece_ci" in r for r in got["results"])
+    if "comparisons" in change:
+        assert [(c["model_a"], c["model_b"], c["dataset"]) for c in got["comparisons"]] == [
+            ("teacher", "base", "facts"), ("teacher", "base", "countries")]
+    if "datasets.0.label" in change:  # the rows carry the names: a renamed dataset is not served the old ones
+        assert {r["dataset"] for r in got["results"]} == {"facts-2", "countries"}
+    steps, _ = run(world, study(world, **change), out="settings")
+    assert computed(steps) == set()
+
+
+@pytest.mark.parametrize("field", ["bins", "seed"])
+def test_the_bins_and_the_seed_are_in_the_metrics_key(world, first_run, field):
+    """Both also feed training stages (the store's ECE, every seeded stage), so a re-run could not
+    tell the metrics stage's key from theirs: the stage is looked up on the first run's predictions."""
+    from dataclasses import replace
+
+    from first_eval.study.outputs import metrics_stage
+
+    _, runner = first_run
+    state = replace(runner.state, events=[])
+    cfg = state.cfg
+    same = metrics_stage(state)
+    other = (replace(cfg, metrics=replace(cfg.metrics, bins=cfg.metrics.bins + 1)) if field == "bins"
+             else replace(cfg, seed=cfg.seed + 1))
+    changed = metrics_stage(replace(state, cfg=other))
+    assert [e.computed for e in state.events] == [False, True]
+    assert changed.key != same.key and changed.done
 
 
 def test_the_package_version_is_in_every_key(monkeypatch):

@@ -1,6 +1,6 @@
 """The concentrated-knowledge study: how much of a model's next-token mass sits in its top k.
 
-FIRST (Shen et al., 2024) keeps only the teacher's top-k tokens per position, arguing that the top
+FIRST (Shum et al., EMNLP 2024) keeps only the teacher's top-k tokens per position, arguing that the top
 5 carry > 95% of the probability mass. This module measures that for any model and text, at the
 response positions (where the answer letter is predicted) and at all positions of the text:
 
@@ -15,8 +15,9 @@ The pure functions work on NumPy arrays; :func:`collect_topk` runs a model (torc
 
 References
 ----------
-Shen, H. et al. "FIRST: Teach A Reliable Large Language Model Through Efficient Trustworthy
-Distillation." EMNLP 2024.
+Shum, K., Xu, M., Zhang, J., Chen, Z., Diao, S., Dong, H., Zhang, J. and Raza, M. O. "FIRST: Teach
+A Reliable Large Language Model Through Efficient Trustworthy Distillation." EMNLP 2024,
+arXiv:2408.12168.
 """
 
 from __future__ import annotations

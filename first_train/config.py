@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 
 from first_eval.errors import UserError
 
-LOSSES = ("first", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
+LOSSES = ("first", "first-authors", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
+TOPK_LOSSES = ("first", "first-authors", "topk", "topk-rest")
 POSITIONS = ("response", "all")
 CALIBRATION_METHODS = ("reshape", "logit-temperature", "both")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -277,9 +278,18 @@ class DistillConfig(TrainConfig):
     store: str = field(metadata=_help("Top-k store directory (`first-train extract`, then `calibrate` for --loss first)."))
     out: str = field(metadata=_help("Output directory: the student as an HF model directory."))
     loss: str = field(default="first", metadata=_help(
-        "first (re-shaped top-k, needs a calibrated store), topk, topk-rest, rs-kd (needs --rs-samples "
+        "first (re-shaped top-k, needs a calibrated store), first-authors (both sides re-shaped, as the "
+        "authors' code; --student-c defaults to the fitted c), topk, topk-rest, rs-kd (needs --rs-samples "
         "at extraction), full-kd (online teacher), ce (one-hot answers)."))
     alpha: float = field(default=0.0, metadata=_help("Mix in cross-entropy: alpha·CE + (1−alpha)·KD."))
+    student_c: float | None = field(default=None, metadata=_help(
+        "Re-shape the student side too, softmax(q / C) of its probabilities at the teacher's tokens (the "
+        "authors' --student_temp; with --loss first or first-authors)."))
+    label_smoothing: float = field(default=0.0, metadata=_help(
+        "The authors' label smoothing of the top-k target: the top token's log-target lowered by F, the "
+        "others' raised by F/(n−1), renormalized (first, first-authors, topk, topk-rest)."))
+    norm_eps: float = field(default=0.0, metadata=_help(
+        "With --loss topk: the authors' linear normalization, (p + EPS) renormalized on both sides."))
     teacher: str | None = field(default=None, metadata=_help(
         "Teacher spec run online for --loss full-kd (default: the store's teacher)."))
 
@@ -290,4 +300,14 @@ class DistillConfig(TrainConfig):
         _choice("loss", self.loss, LOSSES)
         if not 0.0 <= self.alpha <= 1.0:
             raise UserError(f"--alpha must be in [0, 1], got {self.alpha}")
+        _positive("student_c", self.student_c, allow_none=True)
+        if self.student_c is not None and self.loss not in ("first", "first-authors"):
+            raise UserError(f"--student-c applies to --loss first or first-authors, not {self.loss}")
+        _positive("label_smoothing", self.label_smoothing, allow_zero=True)
+        if self.label_smoothing and self.loss not in TOPK_LOSSES:
+            raise UserError(f"--label-smoothing applies to the top-k losses ({', '.join(TOPK_LOSSES)}), "
+                            f"not {self.loss}")
+        _positive("norm_eps", self.norm_eps, allow_zero=True)
+        if self.norm_eps and self.loss != "topk":
+            raise UserError(f"--norm-eps applies to --loss topk, not {self.loss}")
         TrainConfig.__post_init__(self)

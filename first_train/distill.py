@@ -8,6 +8,8 @@ position learns the teacher's distribution through one of the losses of
 ==============  ======================================================================
 ``first``       KL(p'_T ‖ p_S) over the k stored tokens, p' re-shaped with the store's fitted
                 calibration (``reshape``: softmax(p / c); ``temperature``: softmax(log p / T)).
+``first-authors`` the authors' code: both sides re-shaped, KL(softmax(p_T / c) ‖ softmax(q_S / c_S)),
+                ``c_S`` = ``--student-c`` or the fitted c (``docs/first-method.md``).
 ``topk``        the same without re-shaping.
 ``topk-rest``   k + 1 buckets: the k tokens and the rest of the mass.
 ``rs-kd``       importance-sampled tokens stored at extraction (``--rs-samples``).
@@ -37,8 +39,8 @@ from first_train.trainer import TrainResult
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["EXTRACT_RECORD", "DistillExample", "check_vocabulary", "first_target", "load_store_examples",
-           "make_objective", "run_distill"]
+__all__ = ["EXTRACT_RECORD", "DistillExample", "check_vocabulary", "effective_student_c", "first_target",
+           "load_store_examples", "make_objective", "run_distill"]
 
 EXTRACT_RECORD = "first_extract.json"
 
@@ -83,12 +85,13 @@ def check_vocabulary(manifest: dict[str, Any], tokenizer: Any, model: Any, stude
             f"tokenizer {student_hash}); top-k distillation needs the same tokenizer")
 
 
-def first_target(calibration: dict[str, Any]):
+def first_target(calibration: dict[str, Any], *, student_c: float | None = None, label_smoothing: float = 0.0):
     """The FIRST loss of the store's calibration: ``(logits, ids, probs) -> loss``.
 
-    ``reshape`` with ``c``: :func:`~first_train.losses.first_loss` (softmax(p / c) over the k);
-    ``temperature`` with ``T``: top-k KD towards softmax(log p / T) over the k; no temperature
-    (nothing beat the un-calibrated teacher on validation): plain top-k KD.
+    ``reshape`` with ``c``: :func:`~first_train.losses.first_loss` (softmax(p / c) over the k; with
+    ``student_c`` the student side re-shaped too, the authors' code); ``temperature`` with ``T``:
+    top-k KD towards softmax(log p / T) over the k; no temperature (nothing beat the un-calibrated
+    teacher on validation): plain top-k KD.
     """
     import torch
 
@@ -97,24 +100,43 @@ def first_target(calibration: dict[str, Any]):
 
     t = calibration.get("temperature")
     if t is None:
-        return L.topk_kd_loss
+        if student_c is not None:
+            raise UserError("the store's calibration kept the raw teacher (no c beat it on validation), so there "
+                            "is no teacher temperature to pair with --student-c")
+        return functools.partial(L.topk_kd_loss, label_smoothing=label_smoothing)
     if calibration["method"] == "reshape":
-        return functools.partial(L.first_loss, temperature_c=t)
+        return functools.partial(L.first_loss, temperature_c=t, student_c=student_c, label_smoothing=label_smoothing)
+    if student_c is not None:
+        raise UserError("the store's calibration is a logit temperature: the student side can only be re-shaped "
+                        "with a reshape calibration (`first-train calibrate --method reshape`)")
 
     def temperature_kd(logits, ids, probs):
         target = torch.exp(temperature_logprobs(torch.log(probs.clamp_min(1e-30)), t))
-        return L.topk_kd_loss(logits, ids, target)
+        return L.topk_kd_loss(logits, ids, target, label_smoothing=label_smoothing)
 
     return temperature_kd
 
 
+def effective_student_c(loss: str, student_c: float | None, calibration: dict[str, Any] | None) -> float | None:
+    """The student temperature a run uses: ``student_c``, else the fitted c for ``first-authors``."""
+    if student_c is not None or loss != "first-authors":
+        return student_c
+    if calibration and calibration.get("method") == "reshape":
+        return calibration.get("temperature")
+    return None
+
+
 def make_objective(loss: str, *, alpha: float = 0.0, calibration: dict[str, Any] | None = None,
-                   teacher: torch.nn.Module | None = None):
+                   teacher: torch.nn.Module | None = None, student_c: float | None = None,
+                   label_smoothing: float = 0.0, norm_eps: float = 0.0):
     """``objective(model, batch) -> loss`` for one of the distillation losses."""
     from first_train import losses as L
     from first_train.data import kept_logits
 
-    first = first_target(calibration) if loss == "first" else None
+    first = None
+    if loss in ("first", "first-authors"):
+        first = first_target(calibration, student_c=effective_student_c(loss, student_c, calibration),
+                             label_smoothing=label_smoothing)
 
     def objective(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         logits = kept_logits(model, batch)  # (1, N, V)
@@ -123,12 +145,13 @@ def make_objective(loss: str, *, alpha: float = 0.0, calibration: dict[str, Any]
             ce = L.ce_loss(logits, batch["targets"][batch["keep"]].unsqueeze(0))
         if loss == "ce":
             return ce
-        if loss == "first":
+        if first is not None:
             kd = first(logits, batch["teacher_ids"], batch["teacher_probs"])
         elif loss == "topk":
-            kd = L.topk_kd_loss(logits, batch["teacher_ids"], batch["teacher_probs"])
+            kd = L.topk_kd_loss(logits, batch["teacher_ids"], batch["teacher_probs"], eps=norm_eps,
+                                label_smoothing=label_smoothing)
         elif loss == "topk-rest":
-            kd = L.topk_rest_loss(logits, batch["teacher_ids"], batch["teacher_probs"])
+            kd = L.topk_rest_loss(logits, batch["teacher_ids"], batch["teacher_probs"], label_smoothing=label_smoothing)
         elif loss == "rs-kd":
             kd = L.rs_kd_loss(logits, batch["rs_ids"], batch["rs_weights"])
         elif loss == "full-kd":
@@ -190,9 +213,13 @@ def run_distill(cfg: DistillConfig, *, accelerator: Any = None) -> TrainResult:
     store = _open_store(cfg.store)
     manifest = store.manifest
     calibration = manifest.get("calibration")
-    if cfg.loss == "first" and not calibration:
-        raise UserError(f"--loss first needs a calibrated store; run `first-train calibrate --store {cfg.store} ...` "
-                        "first (or use --loss topk for no re-shaping)")
+    if cfg.loss in ("first", "first-authors") and not calibration:
+        raise UserError(f"--loss {cfg.loss} needs a calibrated store; run `first-train calibrate --store {cfg.store} "
+                        "...` first (or use --loss topk for no re-shaping)")
+    if cfg.loss == "first-authors" and calibration and calibration.get("temperature") is not None \
+            and calibration.get("method") != "reshape":
+        raise UserError(f"--loss first-authors re-shapes softmax(p / c) on both sides, but {cfg.store} is calibrated "
+                        f"with a logit temperature; run `first-train calibrate --method reshape` on it")
     if cfg.loss == "rs-kd" and not store.has_rs:
         raise UserError(f"--loss rs-kd needs RS-KD samples; extract the store with --rs-samples M")
     model, tokenizer = load_model(cfg.student)
@@ -208,7 +235,8 @@ def run_distill(cfg: DistillConfig, *, accelerator: Any = None) -> TrainResult:
         check_vocabulary(manifest, teacher_tokenizer, teacher, teacher_spec)
         teacher.to(accelerator.device).eval().requires_grad_(False)
     # The calibration is an input of --loss first only: re-fitting c does not re-train the others.
-    ignored = ("created_by",) if cfg.loss == "first" else ("created_by", "calibration")
+    reshaped = cfg.loss in ("first", "first-authors")
+    ignored = ("created_by",) if reshaped else ("created_by", "calibration")
     store_identity = {k: v for k, v in manifest.items() if k not in ignored}
     run_hash = content_hash({"stage": "distill", "code": code_version("distill"), "student": model_digest(cfg.student),
                              "store": store_identity,
@@ -216,9 +244,12 @@ def run_distill(cfg: DistillConfig, *, accelerator: Any = None) -> TrainResult:
                              "config": cfg.hashed_dict()})
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     record = {"stage": "distill", "student": cfg.student, "store": str(cfg.store), "loss": cfg.loss,
-              "alpha": cfg.alpha, "calibration": calibration if cfg.loss == "first" else None,
+              "alpha": cfg.alpha, "calibration": calibration if reshaped else None,
+              "student_c": effective_student_c(cfg.loss, cfg.student_c, calibration) if reshaped else None,
+              "label_smoothing": cfg.label_smoothing, "norm_eps": cfg.norm_eps,
               "dataset": source, "n_items": len(rows), "config": cfg.to_dict()}
-    objective = make_objective(cfg.loss, alpha=cfg.alpha, calibration=calibration, teacher=teacher)
+    objective = make_objective(cfg.loss, alpha=cfg.alpha, calibration=calibration, teacher=teacher,
+                               student_c=cfg.student_c, label_smoothing=cfg.label_smoothing, norm_eps=cfg.norm_eps)
     return train(model, tokenizer, rows,
                  collate=functools.partial(collate_distill, pad_id=pad_id, mode=manifest["positions"]),
                  objective=objective, cfg=cfg, out=cfg.out, run_hash=run_hash, record=record,

@@ -8,23 +8,34 @@ default ``reduction="mean"`` divides by ``max(n_valid, 1)``: an all-false mask g
 with a zero (finite) gradient. All maths is in log space (``log_softmax``, ``logsumexp``,
 ``xlogy``) in at least float32, whatever the input dtype.
 
-=================  ==========================================================================
-loss               what the student matches
-=================  ==========================================================================
-``first_loss``     FIRST: KL(p'_T || p_S) over the k stored tokens, p'_T = softmax(p_T / c)
-``topk_kd_loss``   the same without re-shaping (p_T renormalized over the k)
-``topk_rest_loss`` k + 1 buckets: the k tokens and "the rest of the mass", for both models
-``rs_kd_loss``     importance-sampled tokens (RS-KD): unbiased for the full cross-entropy
-``full_kd_loss``   dense KL(p_T || p_S) over the full vocabulary (online teacher baseline)
-``ce_loss``        cross-entropy on one-hot labels (ordinary fine-tuning)
-=================  ==========================================================================
+=====================  ======================================================================
+loss                   what the student matches
+=====================  ======================================================================
+``first_loss``         FIRST: KL(p'_T || p_S) over the k stored tokens, p'_T = softmax(p_T / c);
+                       with ``student_c`` the authors' code: both sides re-shaped
+``first_authors_loss`` KL(softmax(p_T / c_T) || softmax(q_S / c_S)), q_S the student's
+                       full-vocabulary probabilities at the teacher's ids (the authors' code)
+``topk_kd_loss``       the same without re-shaping (p_T renormalized over the k); with ``eps``
+                       the authors' ``linear`` normalization, (p + eps) renormalized
+``topk_rest_loss``     k + 1 buckets: the k tokens and "the rest of the mass", for both models
+``rs_kd_loss``         importance-sampled tokens (RS-KD): unbiased for the full cross-entropy
+``full_kd_loss``       dense KL(p_T || p_S) over the full vocabulary (online teacher baseline)
+``ce_loss``            cross-entropy on one-hot labels (ordinary fine-tuning)
+=====================  ======================================================================
 
 ``mix_ce(kd, ce, alpha)`` combines a distillation loss with CE as ``alpha * ce + (1 - alpha) * kd``.
 
+Every top-k loss takes ``label_smoothing=f``, the authors' ``--use_label_smoothing yes
+--smoothing_factor f``: the log-target of the most likely token is lowered by ``f`` and that of
+each other bucket raised by ``f / (n - 1)`` (``n`` buckets), then — unlike their code, which
+leaves the result unnormalized — the target is renormalized (:func:`smooth_log_target`).
+``docs/first-method.md`` maps each of the authors' flags to these options.
+
 References
 ----------
-.. [1] H. Shen et al., "FIRST: Teach A Reliable Large Language Model Through Efficient Trustworthy
-   Distillation", EMNLP 2024.
+.. [1] K. Shum, M. Xu, J. Zhang, Z. Chen, S. Diao, H. Dong, J. Zhang and M. O. Raza, "FIRST: Teach
+   A Reliable Large Language Model Through Efficient Trustworthy Distillation", EMNLP 2024,
+   arXiv:2408.12168.
 .. [2] A. Anshumann et al., "Sparse Logit Sampling: Accelerating Knowledge Distillation in LLMs",
    ACL 2025.
 """
@@ -40,11 +51,13 @@ from first_train.reshape import reshape_topk
 
 __all__ = [
     "ce_loss",
+    "first_authors_loss",
     "first_loss",
     "full_kd_loss",
     "mix_ce",
     "rs_kd_loss",
     "sample_rs_tokens",
+    "smooth_log_target",
     "topk_kd_loss",
     "topk_rest_loss",
 ]
@@ -159,6 +172,61 @@ def _normalized(p: torch.Tensor) -> torch.Tensor:
     return p / p.sum(-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
 
 
+def _check_smoothing(label_smoothing: float) -> float:
+    if isinstance(label_smoothing, bool) or not (0.0 <= float(label_smoothing) < float("inf")):
+        raise ValueError(f"Expected label_smoothing >= 0 (finite), got {label_smoothing!r}")
+    return float(label_smoothing)
+
+
+def _check_temperature(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"Expected {name} > 0 (finite), got {value!r}")
+    return float(value)
+
+
+def smooth_log_target(log_target: torch.Tensor, factor: float) -> torch.Tensor:
+    r"""The authors' label smoothing of a top-k target, renormalized: log-probabilities ``(N, n)``.
+
+    Their code (``--use_label_smoothing yes --smoothing_factor f``) works on the target's
+    log-probabilities ``t``: ``t[0] -= f`` for the most likely token (the first of the sorted top-k)
+    and ``t[i] += f / (n - 1)`` for the other ``n - 1`` buckets, then hands ``t`` to
+    ``kl_div(log_target=True)`` as it is — no longer a distribution. Here the same shift is applied
+    to the most likely bucket (``argmax``; the first one for a sorted store) and the result is
+    renormalized:
+
+    .. math::
+        \log p'_i = t_i + \delta_i - \operatorname{logsumexp}_j (t_j + \delta_j), \qquad
+        \delta_{top} = -f, \quad \delta_{i \ne top} = f / (n - 1).
+
+    ``f = 0`` or ``n = 1`` returns ``log_target`` unchanged.
+
+    Examples
+    --------
+    >>> t = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+    >>> [round(x, 4) for x in smooth_log_target(t, 0.1).exp()[0].tolist()]
+    [0.6676, 0.2216, 0.1108]
+    """
+    n = log_target.shape[-1]
+    if factor == 0 or n == 1:
+        return log_target
+    top = log_target.argmax(-1, keepdim=True)
+    shift = torch.full_like(log_target, factor / (n - 1)).scatter(-1, top, -factor)
+    shifted = log_target + shift
+    return shifted - torch.logsumexp(shifted, dim=-1, keepdim=True)
+
+
+def _kl_from_log(log_target: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Per-row KL(p || q) from log-probabilities; a zero target probability contributes 0."""
+    p = log_target.exp()
+    return torch.where(p > 0, p * (log_target - log_q), torch.zeros_like(p)).sum(-1)
+
+
+def _student_topk_probs(student_logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The student's full-vocabulary probabilities at the valid rows' ids, ``(N, k)``, in >= float32."""
+    logits = _float(student_logits[mask])  # (N, V)
+    return torch.exp(logits.gather(-1, ids) - torch.logsumexp(logits, dim=-1, keepdim=True))
+
+
 # --------------------------------------------------------------------------- public losses
 def first_loss(
     student_logits: torch.Tensor,
@@ -167,6 +235,8 @@ def first_loss(
     mask: torch.Tensor | None = None,
     *,
     temperature_c: float | None = None,
+    student_c: float | None = None,
+    label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     r"""FIRST loss: forward KL(p'_T || p_S) over the teacher's k stored tokens.
@@ -193,6 +263,12 @@ def first_loss(
     temperature_c : float, default=None
         Re-shaping temperature ``c > 0``; ``None`` renormalizes ``p_T`` over the k instead (then
         this is :func:`topk_kd_loss`).
+    student_c : float, default=None
+        ``None``: the student side is its gathered distribution renormalized (the objective
+        above). Set: the authors' code, both sides re-shaped — :func:`first_authors_loss` with
+        ``teacher_c = temperature_c`` (which must then be set).
+    label_smoothing : float, default=0.0
+        The authors' label smoothing of the target (:func:`smooth_log_target`).
     reduction : {"mean", "sum", "none"}, default="mean"
         ``"mean"`` over valid positions (0 if there are none), ``"sum"``, or ``"none"`` for a
         ``(B, T)`` tensor with zeros at masked positions.
@@ -204,8 +280,8 @@ def first_loss(
 
     References
     ----------
-    .. [1] H. Shen et al., "FIRST: Teach A Reliable Large Language Model Through Efficient
-       Trustworthy Distillation", EMNLP 2024.
+    .. [1] K. Shum et al., "FIRST: Teach A Reliable Large Language Model Through Efficient
+       Trustworthy Distillation", EMNLP 2024, arXiv:2408.12168.
 
     Examples
     --------
@@ -214,15 +290,83 @@ def first_loss(
     >>> round(float(first_loss(logits, ids, probs, temperature_c=1.0)), 4)
     0.028
     """
+    if student_c is not None:
+        if temperature_c is None:
+            raise ValueError("Expected temperature_c with student_c (both sides are re-shaped)")
+        return first_authors_loss(student_logits, teacher_ids, teacher_probs, mask, teacher_c=temperature_c,
+                                  student_c=student_c, label_smoothing=label_smoothing, reduction=reduction)
     _check_logits(student_logits)
     mask = _check_mask(mask, student_logits)
     ids, probs = _sparse_target("teacher", teacher_ids, teacher_probs, student_logits, mask)
     _check_reduction(reduction)
+    factor = _check_smoothing(label_smoothing)
     if temperature_c is None:
         target = _normalized(probs)
     else:
         target = reshape_topk(_float(probs), temperature_c)
+    if factor:
+        target = smooth_log_target(torch.log(target), factor).exp()
     return _sparse_kl(student_logits, ids, target, mask, reduction)
+
+
+def first_authors_loss(
+    student_logits: torch.Tensor,
+    teacher_ids: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    teacher_c: float = 1.0,
+    student_c: float = 1.0,
+    label_smoothing: float = 0.0,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""FIRST as the authors' code computes it: both sides re-shaped with ``softmax(p / c)``.
+
+    .. math::
+        q_i = \frac{\exp z_{id_i}}{\sum_{v \le V} \exp z_v}, \quad
+        t = \log\operatorname{softmax}(p_T / c_T), \quad
+        s = \log\operatorname{softmax}(q / c_S), \quad
+        \mathcal{L} = \sum_{i \le k} e^{t_i} (t_i - s_i),
+
+    the ``--use_norm softmax`` branch of the authors' ``distill.py``:
+    ``kl_div(log_softmax(q / student_temp), log_softmax(p_T / teacher_temp), log_target=True)``.
+    ``q`` is the student's *full-vocabulary* probability of each teacher token (not renormalized
+    over the k). Since ``softmax(x / c)`` is unchanged when a constant is added to every ``x``,
+    with ``c_T = c_S`` the loss is 0 whenever ``q − p_T`` is constant over the k tokens: the
+    student is asked to reproduce the teacher's probability *differences*, not the re-shaped
+    distribution. Their code sums over response tokens and divides by the batch size; this
+    averages over the valid positions (the same when each sequence has one response position).
+
+    Parameters
+    ----------
+    student_logits, teacher_ids, teacher_probs, mask
+        As :func:`first_loss`.
+    teacher_c, student_c : float, default=1.0
+        The two temperatures (``--teacher_temp``, ``--student_temp``), each ``> 0``.
+    label_smoothing : float, default=0.0
+        The authors' label smoothing of the target (:func:`smooth_log_target`).
+    reduction : {"mean", "sum", "none"}, default="mean"
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[[2.0, 1.0, 0.0]]])
+    >>> ids, probs = torch.tensor([[[0, 1]]]), torch.tensor([[[0.7, 0.2]]])
+    >>> round(float(first_authors_loss(logits, ids, probs, teacher_c=0.5, student_c=0.5)), 4)
+    0.0025
+    """
+    _check_logits(student_logits)
+    mask = _check_mask(mask, student_logits)
+    ids, p = _sparse_target("teacher", teacher_ids, teacher_probs, student_logits, mask)
+    _check_reduction(reduction)
+    teacher_c = _check_temperature("teacher_c", teacher_c)
+    student_c = _check_temperature("student_c", student_c)
+    factor = _check_smoothing(label_smoothing)
+    q = _student_topk_probs(student_logits, ids, mask)
+    log_t = torch.log_softmax(p.to(q.dtype) / teacher_c, dim=-1)
+    log_s = torch.log_softmax(q / student_c, dim=-1)
+    if factor:
+        log_t = smooth_log_target(log_t, factor)
+    return _reduce(_kl_from_log(log_t, log_s), mask, reduction)
 
 
 def topk_kd_loss(
@@ -231,11 +375,23 @@ def topk_kd_loss(
     teacher_probs: torch.Tensor,
     mask: torch.Tensor | None = None,
     *,
+    eps: float = 0.0,
+    label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    """Top-k KD without re-shaping: KL(p_T || p_S), both renormalized over the k stored tokens.
+    r"""Top-k KD without re-shaping: KL(p_T || p_S), both renormalized over the k stored tokens.
 
-    Same shapes and conventions as :func:`first_loss` with ``temperature_c=None``.
+    Same shapes and conventions as :func:`first_loss` with ``temperature_c=None``. With ``eps > 0``
+    this is the authors' ``--use_norm linear --norm_epsilon eps``: both sides are
+    ``(x + eps) / sum(x + eps)`` over the k, the student's ``x`` being its full-vocabulary
+    probabilities of the teacher's tokens:
+
+    .. math::
+        \tilde p_i = \frac{p_i + \epsilon}{\sum_j (p_j + \epsilon)}, \quad
+        \tilde q_i = \frac{q_i + \epsilon}{\sum_j (q_j + \epsilon)}, \quad
+        \mathcal{L} = \sum_i \tilde p_i \log(\tilde p_i / \tilde q_i).
+
+    ``eps = 0`` is the plain renormalization (``log_softmax`` of the gathered logits).
 
     Examples
     --------
@@ -244,9 +400,23 @@ def topk_kd_loss(
     >>> round(float(topk_kd_loss(logits, ids, probs)), 4)
     0.0058
     """
-    return first_loss(
-        student_logits, teacher_ids, teacher_probs, mask, temperature_c=None, reduction=reduction
-    )
+    if isinstance(eps, bool) or not (0.0 <= float(eps) < float("inf")):
+        raise ValueError(f"Expected eps >= 0 (finite), got {eps!r}")
+    if not eps:
+        return first_loss(student_logits, teacher_ids, teacher_probs, mask, temperature_c=None,
+                          label_smoothing=label_smoothing, reduction=reduction)
+    _check_logits(student_logits)
+    mask = _check_mask(mask, student_logits)
+    ids, p = _sparse_target("teacher", teacher_ids, teacher_probs, student_logits, mask)
+    _check_reduction(reduction)
+    factor = _check_smoothing(label_smoothing)
+    q = _student_topk_probs(student_logits, ids, mask)
+    p = p.to(q.dtype) + eps
+    log_t = torch.log(p / p.sum(-1, keepdim=True))
+    log_s = torch.log(q + eps) - torch.log((q + eps).sum(-1, keepdim=True))
+    if factor:
+        log_t = smooth_log_target(log_t, factor)
+    return _reduce(_kl_from_log(log_t, log_s), mask, reduction)
 
 
 def topk_rest_loss(
@@ -255,6 +425,7 @@ def topk_rest_loss(
     teacher_probs: torch.Tensor,
     mask: torch.Tensor | None = None,
     *,
+    label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     r"""Top-k KD with a k+1-th "rest of the mass" bucket, KL over k + 1 buckets.
@@ -271,7 +442,14 @@ def topk_rest_loss(
     the rest is tiny, where ``log1p(-sum exp(log p_i))`` rounds to ``-inf``. With ``k = V`` there is
     no rest bucket (the loss is the full KL).
 
-    Same parameters as :func:`topk_kd_loss`. ``teacher_ids`` must be distinct within a position.
+    This is the authors' ``--use_other_token yes`` computed as they intend. Their code passes the
+    k + 1 *probabilities* of both sides to ``kl_div(..., log_target=True)`` as though they were
+    log-probabilities, which computes ``sum_i exp(p_i) (p_i - q_i)``: linear in the student's
+    probabilities, so it is lowest at a one-hot student on the teacher's top bucket, not at the
+    teacher's distribution (``docs/first-method.md``; tested on a tensor).
+
+    Same parameters as :func:`topk_kd_loss` (no ``eps``). ``teacher_ids`` must be distinct within a
+    position. ``label_smoothing`` applies to the k + 1 buckets (the rest is one of the "others").
 
     Examples
     --------
@@ -284,6 +462,7 @@ def topk_rest_loss(
     mask = _check_mask(mask, student_logits)
     ids, p = _sparse_target("teacher", teacher_ids, teacher_probs, student_logits, mask)
     _check_reduction(reduction)
+    factor = _check_smoothing(label_smoothing)
     logits = _float(student_logits[mask])  # (N, V)
     p = p.to(logits.dtype)  # (N, k)
 
@@ -297,6 +476,8 @@ def topk_rest_loss(
         log_q = torch.cat([log_q, lse_rest - lse_all], dim=-1)
     # else k = V: the rest is empty for both models (float residue of 1 - sum p is not mass)
     target = p / p.sum(-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
+    if factor:
+        target = smooth_log_target(torch.log(target), factor).exp()
     per_pos = (torch.special.xlogy(target, target) - target * log_q).sum(-1)
     return _reduce(per_pos, mask, reduction)
 

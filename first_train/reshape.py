@@ -13,8 +13,9 @@ about models, datasets or the store. Works on torch tensors and on NumPy arrays 
 
 References
 ----------
-.. [1] H. Shen et al., "FIRST: Teach A Reliable Large Language Model Through Efficient Trustworthy
-   Distillation", EMNLP 2024, section 3.3.
+.. [1] K. Shum, M. Xu, J. Zhang, Z. Chen, S. Diao, H. Dong, J. Zhang and M. O. Raza, "FIRST: Teach
+   A Reliable Large Language Model Through Efficient Trustworthy Distillation", EMNLP 2024,
+   arXiv:2408.12168, section 3.3.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ from typing import Any
 from first_eval.errors import UserError
 
 ROLES = ("in-domain", "near-ood", "far-ood")
-LOSSES = ("first", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
+LOSSES = ("first", "first-authors", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
+TOPK_LOSSES = ("first", "first-authors", "topk", "topk-rest")
 POSTHOC = ("temperature", "histogram", "isotonic")
 
 
@@ -69,8 +70,13 @@ class FinetuneRecipe:
     warmup_steps: int = field(default=0, metadata={"help": "Linear learning-rate warm-up steps."})
     save_every: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: only at the end)."})
     limit: int | None = field(default=None, metadata={"help": "Use at most N training items."})
+    train_top_layers: int | None = field(default=None, metadata={
+        "help": "Train only the last N decoder layers (the frozen rest is computed once per item)."})
 
     def __post_init__(self) -> None:
+        if self.train_top_layers is not None and self.train_top_layers < 1:
+            raise UserError(f"finetune recipe for {self.model!r}: train_top_layers must be ≥ 1, "
+                            f"got {self.train_top_layers}")
         if (self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1 or self.save_every < 0
                 or self.warmup_steps < 0):
             raise UserError(f"finetune recipe for {self.model!r}: epochs, lr, batch_size must be > 0 "
@@ -92,10 +98,29 @@ class DistillRecipe:
     batch_size: int = field(default=8, metadata={"help": "Items per step."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear learning-rate warm-up steps."})
     limit: int | None = field(default=None, metadata={"help": "Use at most N items."})
+    train_top_layers: int | None = field(default=None, metadata={
+        "help": "Train only the student's last N decoder layers (the frozen rest is computed once per item)."})
+    student_c: float | None = field(default=None, metadata={
+        "help": "Re-shape the student side with this temperature (first; first-authors defaults to the fitted c)."})
+    label_smoothing: float = field(default=0.0, metadata={
+        "help": "The authors' label smoothing factor of the top-k target (top-k losses)."})
+    norm_eps: float = field(default=0.0, metadata={
+        "help": "The authors' linear normalization epsilon (loss topk)."})
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 0:
             raise UserError(f"distill recipe: warmup_steps must be ≥ 0, got {self.warmup_steps}")
+        if self.train_top_layers is not None and self.train_top_layers < 1:
+            raise UserError(f"distill recipe: train_top_layers must be ≥ 1, got {self.train_top_layers}")
+        if self.student_c is not None and (not self.student_c > 0 or self.loss not in ("first", "first-authors")):
+            raise UserError(f"distill recipe: student_c must be > 0 and needs loss first or first-authors, got "
+                            f"{self.student_c} with {self.loss}")
+        if self.label_smoothing < 0 or (self.label_smoothing and self.loss not in TOPK_LOSSES):
+            raise UserError(f"distill recipe: label_smoothing must be ≥ 0 and needs a top-k loss "
+                            f"({', '.join(TOPK_LOSSES)}), got {self.label_smoothing} with {self.loss}")
+        if self.norm_eps < 0 or (self.norm_eps and self.loss != "topk"):
+            raise UserError(f"distill recipe: norm_eps must be ≥ 0 and needs loss topk, got {self.norm_eps} "
+                            f"with {self.loss}")
         if self.loss not in LOSSES:
             raise UserError(f"distill recipe: loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 1 <= self.k <= 100:

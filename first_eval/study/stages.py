@@ -170,6 +170,7 @@ class StudyState:
                                         out=str(st.path / "model"), epochs=r.epochs, lr=r.lr,
                                         batch_size=r.batch_size, warmup_steps=r.warmup_steps,
                                         save_every=r.save_every, seed=self.cfg.seed,
+                                        train_top_layers=r.train_top_layers,
                                         template=self.cfg.scorer.template, progress=self.progress))
             return {"model": str(st.path / "model")}
 
@@ -224,6 +225,8 @@ class StudyState:
             run_distill(DistillConfig(student=r.student, store=str(st_store.path / "store"),
                                       out=str(st.path / "model"), loss=r.loss, alpha=r.alpha, epochs=r.epochs,
                                       lr=r.lr, batch_size=r.batch_size, warmup_steps=r.warmup_steps,
+                                      train_top_layers=r.train_top_layers, student_c=r.student_c,
+                                      label_smoothing=r.label_smoothing, norm_eps=r.norm_eps,
                                       seed=self.cfg.seed, teacher=self.resolve(r.teacher), progress=self.progress))
             return {"model": str(st.path / "model")}
 

@@ -17,7 +17,7 @@ from first_train.config import CalibrateConfig, DistillConfig, ExtractConfig
 from first_train.store import TopKStore
 
 REPO = Path(__file__).resolve().parents[2]
-LOSSES = ("first", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
+LOSSES = ("first", "first-authors", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,18 @@ def calibrated_store(tmp_path_factory, tiny_store_dir, tiny_teacher_dir) -> Path
     result = run_calibrate(CalibrateConfig(store=str(store), teacher=str(tiny_teacher_dir), dataset="countries",
                                            split="val", limit=32, method="both", progress=False))
     store.with_name("result.json").write_text(json.dumps(result))
+    return store
+
+
+@pytest.fixture(scope="module")
+def reshape_store(tmp_path_factory, tiny_store_dir, tiny_teacher_dir) -> Path:
+    """A copy of the tiny store, calibrated on 32 val items with the re-shaping c only."""
+    from first_train.calibrate import run_calibrate
+
+    store = tmp_path_factory.mktemp("reshaped") / "store"
+    shutil.copytree(tiny_store_dir, store)
+    run_calibrate(CalibrateConfig(store=str(store), teacher=str(tiny_teacher_dir), dataset="countries",
+                                  split="val", limit=32, method="reshape", progress=False))
     return store
 
 
@@ -215,11 +227,15 @@ def test_calibrate_records_the_fit_in_the_manifest(calibrated_store):
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-def test_distill_every_loss_writes_a_model_the_scorer_loads(loss, tmp_path, calibrated_store, tiny_model_dir):
+def test_distill_every_loss_writes_a_model_the_scorer_loads(loss, tmp_path, calibrated_store, reshape_store,
+                                                           tiny_model_dir):
     from first_eval.data import load_dataset
     from first_eval.scorer import Scorer
     from first_eval.zoo import load_model
     from first_train.distill import run_distill
+
+    if loss == "first-authors":  # both sides re-shaped: needs a fitted c (the "both" store chose a logit T)
+        calibrated_store = reshape_store
 
     out = tmp_path / loss
     result = run_distill(DistillConfig(student=str(tiny_model_dir), store=str(calibrated_store), out=str(out),
@@ -229,11 +245,34 @@ def test_distill_every_loss_writes_a_model_the_scorer_loads(loss, tmp_path, cali
     assert result.losses[-1] < result.losses[0]
     record = json.loads((out / "first_train.json").read_text())
     assert record["loss"] == loss and record["stage"] == "distill"
-    if loss == "first":
+    if loss in ("first", "first-authors"):
         assert record["calibration"] == TopKStore(calibrated_store).calibration
+    if loss == "first-authors":  # the student side re-shaped with the fitted c unless told otherwise
+        assert record["student_c"] is not None
+        assert record["student_c"] == TopKStore(calibrated_store).calibration["temperature"]
     model, tokenizer = load_model(str(out))
     scores = Scorer(model, tokenizer, progress=False).score(load_dataset("countries", split="test", limit=3))
     assert len(scores) == 3 and all(abs(sum(s.probs) - 1) < 1e-6 for s in scores)
+
+
+def test_the_authors_options_are_recorded_and_checked(tmp_path, calibrated_store, reshape_store, tiny_model_dir,
+                                                      capsys):
+    from first_train.distill import run_distill
+
+    out = tmp_path / "smoothed"
+    run_distill(DistillConfig(student=str(tiny_model_dir), store=str(reshape_store), out=str(out), loss="first",
+                              student_c=0.7, label_smoothing=0.1, max_steps=2, progress=False, lr=1e-2))
+    record = json.loads((out / "first_train.json").read_text())
+    assert record["student_c"] == 0.7 and record["label_smoothing"] == 0.1
+    for argv, message in [(["--loss", "topk", "--student-c", "0.5"], "--student-c applies to --loss first"),
+                          (["--loss", "ce", "--label-smoothing", "0.1"], "--label-smoothing applies to the top-k"),
+                          (["--loss", "first", "--norm-eps", "1e-6"], "--norm-eps applies to --loss topk")]:
+        code, _, err = run_cli(["distill", "--student", str(tiny_model_dir), "--store", str(calibrated_store),
+                                "--out", str(tmp_path / "x"), *argv], capsys)
+        assert code == 2 and message in one_error_line(err)
+    code, _, err = run_cli(["distill", "--student", str(tiny_model_dir), "--store", str(calibrated_store),
+                            "--out", str(tmp_path / "y"), "--loss", "first-authors"], capsys)
+    assert code == 2 and "calibrated with a logit temperature" in one_error_line(err)
 
 
 def test_first_needs_a_calibrated_store_and_rs_kd_needs_samples(tmp_path, tiny_store_dir, tiny_model_dir, capsys):

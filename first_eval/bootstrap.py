@@ -3,18 +3,21 @@
 A resample draws n item indices uniformly with replacement (``Generator.integers``), in chunks
 of about 2**21 / n resamples, chunk j from ``np.random.default_rng(SeedSequence(seed,
 spawn_key=(j,)))``: resample i depends only on (seed, n, i), so 100 resamples are the first 100
-of 1000. :func:`bootstrap_indices` returns them. Each resample's metrics are computed from its item
-counts by :class:`first_eval.calibration.resampled.ResampledMetrics` — not by a Python loop of
-recomputes — and equal :func:`first_eval.calibration.metric_suite` on
+of 1000. :func:`bootstrap_indices` returns them. A chunk's indices are drawn about 1 MB at a
+time (the same stream) and each resample is counted once, in bytes, for every model it scores;
+the metrics come from those counts through
+:class:`first_eval.calibration.resampled.ResampledMetrics` (one sparse product per chunk, not a
+Python loop of recomputes) and equal :func:`first_eval.calibration.metric_suite` on
 ``probs[idx], labels[idx]``.
 
 Smooth ECE is included like every other metric: relplot's bandwidth bisection runs for all
-resamples at once, each step settled by exact bounds or a batched DCT (see
-:class:`first_eval.calibration.smooth.SmoothECE`). It is the costliest column; pass ``metrics``
-without ``"smooth_ece"`` to skip it.
+resamples at once, each step settled by exact bounds (linear ones, then the first DCT terms
+with a bound on the rest) and a batched inverse DCT only where those leave it open (see
+:meth:`first_eval.calibration.smooth.SmoothECE.columns`).
 
 Chunks of resamples run on up to four threads (one BLAS thread each); results do not depend on
-the number of threads.
+the number of threads. Threads shorten the wall time but add CPU time, as they share the memory
+bandwidth (``benchmarks/metrics_bench.py`` reports both).
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import numpy as np
 
 from first_eval.calibration import binning as _b
 from first_eval.calibration._checks import check_forecasts
-from first_eval.calibration.resampled import ResampledMetrics
+from first_eval.calibration.resampled import ResampledMetrics, Scratch, item_counts
 from first_eval.calibration.suite import METRIC_NAMES
 
 #: Items x resamples per block of work (about 16 MB of float64 counts).
 _BLOCK = 1 << 21
+#: Indices drawn at a time (about 1 MB of int32), so each resample is counted from cache.
+_DRAW = 1 << 18
 #: Threads over blocks (at most; fewer on machines with fewer cores).
 _MAX_WORKERS = 4
 
@@ -88,15 +93,28 @@ def _chunk_size(n: int) -> int:
     return max(1, _BLOCK // n)
 
 
-def _chunk_indices(n: int, n_resamples: int, seed: int, j: int) -> np.ndarray:
-    """Index rows of chunk j, from its own child seed ``(seed, j)``.
+def _chunk_rows(n: int, n_resamples: int, j: int) -> int:
+    return min(_chunk_size(n), n_resamples - j * _chunk_size(n))
 
-    The chunk size depends on n only, so resample i is the same for any ``n_resamples``.
+
+def _chunk_draws(n: int, n_resamples: int, seed: int, j: int,
+                 rows_per_draw: int) -> Iterator[np.ndarray]:
+    """Index rows of chunk j, from its own child seed ``(seed, j)``, ``rows_per_draw`` at a time.
+
+    The chunk size depends on n only, so resample i is the same for any ``n_resamples``; the
+    rows drawn a few at a time are the rows drawn at once (the generator carries its state,
+    a half-used 64-bit word included, from one call to the next).
     """
-    step = _chunk_size(n)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(j,)))
-    size = (min(step, n_resamples - j * step), n)
-    return rng.integers(0, n, size=size, dtype=np.int32 if n < 2**31 else np.int64)
+    dtype = np.int32 if n < 2**31 else np.int64
+    rows = _chunk_rows(n, n_resamples, j)
+    for start in range(0, rows, rows_per_draw):
+        yield rng.integers(0, n, size=(min(rows_per_draw, rows - start), n), dtype=dtype)
+
+
+def _chunk_indices(n: int, n_resamples: int, seed: int, j: int) -> np.ndarray:
+    """Index rows of chunk j (all at once)."""
+    return np.concatenate(list(_chunk_draws(n, n_resamples, seed, j, _chunk_size(n))), axis=0)
 
 
 def _index_chunks(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
@@ -140,10 +158,21 @@ def _resampled(engines: Sequence[ResampledMetrics], n: int, n_resamples: int, se
     NumPy, SciPy's sparse products and FFTs release the GIL for the heavy work.
     """
     n_chunks = -(-n_resamples // _chunk_size(n))
+    scratch = Scratch()    # work arrays per thread, freed when this call returns
 
     def work(j: int) -> list[dict]:
-        idx = _chunk_indices(n, n_resamples, seed, j)
-        return [engine.evaluate(engine.counts(idx)) for engine in engines]
+        # count each resample once, in bytes, drawing about 1 MB of indices at a time
+        counts = scratch.get("counts", (_chunk_rows(n, n_resamples, j), n), np.uint8)
+        start = 0
+        for idx in _chunk_draws(n, n_resamples, seed, j, max(1, _DRAW // n)):
+            item_counts(idx, n, counts[start:start + idx.shape[0]])
+            start += idx.shape[0]
+        out = [engine(counts, scratch) for engine in engines]
+        if all(whole for _, whole in out):
+            return [values for values, _ in out]
+        # an item drawn more than 255 times in some resample: count the chunk again in float
+        wide = item_counts(_chunk_indices(n, n_resamples, seed, j), n, np.empty(counts.shape))
+        return [engine(wide, scratch)[0] for engine in engines]
 
     workers = min(_workers(), n_chunks)
     with _one_blas_thread():

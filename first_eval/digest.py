@@ -49,13 +49,13 @@ DIGEST_HEX = 16
 
 STAGE_VERSIONS: dict[str, int] = {
     "score": 1,       # first_eval.scorer, prompts, zoo: a model's predictions on a dataset
-    "finetune": 1,    # first_train.finetune, trainer, data, losses (ce)
+    "finetune": 2,    # first_train.finetune, trainer, data, losses (ce); 2: length buckets, fused AdamW
     "extract": 1,     # first_train.extract, store: a teacher's top-k
     "calibrate": 1,   # first_train.calibrate, reshape: the re-shaping temperature c
-    "distill": 1,     # first_train.distill, trainer, losses, reshape
+    "distill": 2,     # first_train.distill, trainer, losses, reshape; 2: length buckets, fused AdamW, new options
     "posthoc": 1,     # first_eval.calibrators: cross-fitted post-hoc calibration
     "knowledge": 1,   # first_eval.knowledge: top-k mass of a model's next-token distributions
-    "metrics": 1,     # first_eval.results, calibration, bootstrap: a study's metric rows and paired tests
+    "metrics": 2,     # first_eval.results, calibration, bootstrap: a study's metric rows and paired tests; 2: AURC exact to 4e-14
 }
 """Format version of each stage kind. Bump a stage's number in the same commit as any change to
 what it computes; every cached result of that kind is then recomputed. ``tests/test_stage_versions.py``

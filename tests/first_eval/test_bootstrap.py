@@ -77,6 +77,122 @@ def test_large_resample_matches_on_a_subset_of_metrics():
             assert values[name][b] == pytest.approx(plain[name], abs=1e-12), (name, b)
 
 
+def documented_resamples(n, n_resamples, seed):
+    """The resample index rows as the module docstring defines them, drawn here independently."""
+    step = max(1, 2**21 // n)
+    rows = []
+    for j in range(-(-n_resamples // step)):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(j,)))
+        rows.append(rng.integers(0, n, size=(min(step, n_resamples - j * step), n), dtype=np.int32))
+    return np.concatenate(rows)
+
+
+def test_resample_stream_is_pinned():
+    """The index streams are part of the results: these are the values of the first release."""
+    idx = bootstrap_indices(1000, n_resamples=3, seed=0)
+    assert idx[:, :6].tolist() == [[802, 942, 5, 316, 758, 722], [340, 582, 882, 6, 320, 595],
+                                   [759, 747, 779, 151, 786, 511]]
+    assert idx[2, -3:].tolist() == [327, 845, 161]
+    idx = bootstrap_indices(30000, n_resamples=80, seed=7)       # chunks of 69 resamples
+    assert idx[[0, 68, 69, 79], :4].tolist() == [[9161, 23935, 6116, 1592], [24889, 26194, 28591, 22718],
+                                                 [20441, 14417, 11970, 1786], [21818, 20162, 10060, 11515]]
+    assert np.array_equal(idx, documented_resamples(30000, 80, 7))
+
+
+@pytest.mark.parametrize("scheme", ["width", "mass"])
+def test_values_for_a_fixed_seed_are_the_plain_metrics_on_the_documented_resamples(scheme):
+    """Every metric of resample b is metric_suite on the items of the b-th documented draw,
+    across a chunk boundary (30,000 items: 69 resamples a chunk)."""
+    p, y = forecasts(30000, 4, seed=15, decimals=3)
+    values = bootstrap_metrics(p, y, n_resamples=72, seed=7, scheme=scheme)
+    idx = documented_resamples(30000, 72, 7)
+    for b in (0, 68, 69, 71):
+        plain = metric_suite(p[idx[b]], y[idx[b]], scheme=scheme)
+        for name in METRIC_NAMES:
+            assert values[name][b] == pytest.approx(plain[name], abs=1e-12, nan_ok=True), (name, b)
+
+
+def test_drawing_a_chunk_a_few_rows_at_a_time_gives_the_same_rows():
+    import first_eval.bootstrap as bootstrap
+
+    for n, n_resamples, j, rows_per_draw in ((5, 500, 0, 7), (301, 7000, 1, 3), (14042, 200, 1, 18)):
+        whole = bootstrap._chunk_indices(n, n_resamples, 4, j)
+        parts = np.concatenate(list(bootstrap._chunk_draws(n, n_resamples, 4, j, rows_per_draw)))
+        assert whole.shape[0] > rows_per_draw and np.array_equal(whole, parts), n
+
+
+def test_a_wrapped_byte_count_is_counted_again(monkeypatch):
+    """Counts are kept in bytes; a count above 255 would wrap, which the column totals reveal."""
+    import first_eval.bootstrap as bootstrap
+    from first_eval.calibration._checks import check_forecasts
+    from first_eval.calibration.resampled import ResampledMetrics
+
+    p, y = forecasts(300, seed=16)
+    engine = ResampledMetrics(check_forecasts(p, y, None), n_bins=10, scheme="width")
+    counts = np.zeros((2, 300), dtype=np.uint8)
+    counts[:, 0] = 44                          # 300 copies of item 0, wrapped: 300 - 256
+    assert engine(counts)[1] is False
+    assert engine(np.ones((2, 300), dtype=np.uint8))[1] is True
+
+    expected = bootstrap_metrics(p, y, n_resamples=20, seed=2)
+    real = bootstrap.item_counts
+
+    def wrapping(indices, n, out):             # as if some item had been drawn 256 times more
+        real(indices, n, out)
+        if out.dtype == np.uint8:
+            out[0, 0] -= 1
+        return out
+
+    monkeypatch.setattr(bootstrap, "item_counts", wrapping)
+    again = bootstrap_metrics(p, y, n_resamples=20, seed=2)
+    for name in METRIC_NAMES:
+        assert np.array_equal(again[name], expected[name], equal_nan=True), name
+
+
+def test_smooth_ece_at_small_bandwidths_equals_the_plain_metric():
+    """Calibrated forecasts on many items: smooth ECE near and below 0.01, where relplot's
+    bisection needs finer grids and the bounds need many DCT terms."""
+    rng = np.random.default_rng(17)
+    p, _ = forecasts(30000, 4, seed=17, scale=1.5)
+    y = (rng.random(30000)[:, None] > np.cumsum(p, axis=1)).sum(axis=1).clip(0, 3)
+    values = bootstrap_metrics(p, y, n_resamples=6, seed=1, metrics=["smooth_ece"])["smooth_ece"]
+    idx = bootstrap_indices(30000, n_resamples=6, seed=1)
+    assert values.min() < 0.012
+    for b in range(6):
+        assert values[b] == pytest.approx(metric_suite(p[idx[b]], y[idx[b]])["smooth_ece"], abs=1e-12)
+
+
+def test_smooth_ece_head_bounds_enclose_the_exact_numerator():
+    """The middle test of the bisection: the first DCT terms plus a bound on the rest."""
+    from first_eval.calibration import smooth
+    from first_eval.calibration._checks import check_forecasts
+    from first_eval.calibration.resampled import ResampledMetrics
+
+    p, y = forecasts(5000, 4, seed=18)
+    engine = ResampledMetrics(check_forecasts(p, y, None), n_bins=10, scheme="width",
+                              metrics=["smooth_ece"])
+    c = np.random.default_rng(0).poisson(1.0, size=(5000, 9)).astype(np.float64)
+    grids = engine.matrix[engine.blocks["smooth"]] @ c
+    cols = smooth._Columns(engine.smooth, grids, c)
+    e = smooth.grid_size(1.0)
+    sigmas = np.array([0.9, 0.5, 0.25, 0.12, 0.06, 0.03, 0.011])
+    col, which = np.meshgrid(np.arange(9), np.arange(sigmas.size))
+    low, high = cols.head_bounds(col.ravel(), sigmas, which.ravel())
+    for k, (b, i) in enumerate(zip(col.ravel(), which.ravel())):
+        transfer, inds, res, _ = smooth._sigma_parts(float(sigmas[i]), e)
+        s = scipy_idct(cols.coef()[:, b] * transfer)
+        exact = np.abs(s[inds] * (1 - res) + s[inds + 1] * res).sum()
+        assert low[k] <= exact <= high[k], (b, sigmas[i])
+        if sigmas[i] <= 0.25:                      # tight enough to decide most steps
+            assert high[k] - low[k] <= (0.3 if sigmas[i] > 0.2 else 1e-3) * exact, (b, sigmas[i])
+
+
+def scipy_idct(x):
+    import scipy.fft
+
+    return scipy.fft.idct(x, type=1)
+
+
 def test_same_seed_same_result_and_resamples_are_a_prefix():
     p, y = forecasts(300, seed=8)
     a = bootstrap_ci(p, y, n_resamples=200, seed=4)

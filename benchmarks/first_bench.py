@@ -92,7 +92,7 @@ def _optimizer(model, *, fused: bool = True):
 
 
 def _batches(examples, collate, *, steps: int, batch_size: int, seed: int = 0) -> list:
-    """``steps + 1`` batches as the trainer draws them (length-bucketed, seeded)."""
+    """``steps + 1`` seeded batches, length-bucketed as ``--group-by-length`` draws them (little padding)."""
     from first_train.trainer import batch_schedule, example_length
 
     lengths = [example_length(e) for e in examples]

@@ -131,9 +131,10 @@ class TrainConfig(StageConfig):
         "disk; off: recompute every step)."))
     frozen_cache_mb: int = field(default=2048, metadata=_help(
         "Memory budget of the frozen-layer cache in MiB (auto mode spills to disk past it)."))
-    group_by_length: bool = field(default=True, metadata=_help(
+    group_by_length: bool = field(default=False, metadata=_help(
         "Draw batches from length buckets: each epoch's shuffled order is cut into groups of 16 batches, "
-        "each group sorted by length, then the batches are shuffled (less padding; same seed, same batches)."))
+        "each group sorted by length, then the batches are shuffled (less padding, but batches of one kind "
+        "of item where length follows the kind; see docs/training.md)."))
     full_logits: bool = field(default=False, metadata=_help(
         "Compute the LM head at every position, then select the trained ones (the slow reference path; "
         "default: the head only where the loss reads it)."))

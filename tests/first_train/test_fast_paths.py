@@ -180,7 +180,7 @@ def test_group_by_length_is_part_of_the_run_identity(tmp_path, tiny_model_dir):
                          max_steps=2, **FAST)
     run_finetune(cfg)
     with pytest.raises(UserError, match="different settings"):
-        run_finetune(cfg.replace(group_by_length=False))
+        run_finetune(cfg.replace(group_by_length=True))
 
 
 # ------------------------------------------------------------------------------- frozen bottom layers

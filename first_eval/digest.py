@@ -49,10 +49,10 @@ DIGEST_HEX = 16
 
 STAGE_VERSIONS: dict[str, int] = {
     "score": 1,       # first_eval.scorer, prompts, zoo: a model's predictions on a dataset
-    "finetune": 2,    # first_train.finetune, trainer, data, losses (ce); 2: length buckets, fused AdamW
+    "finetune": 3,    # first_train.finetune, trainer, data, losses (ce); 2-3: fused AdamW, new options
     "extract": 1,     # first_train.extract, store: a teacher's top-k
     "calibrate": 1,   # first_train.calibrate, reshape: the re-shaping temperature c
-    "distill": 2,     # first_train.distill, trainer, losses, reshape; 2: length buckets, fused AdamW, new options
+    "distill": 3,     # first_train.distill, trainer, losses, reshape; 2-3: fused AdamW, new options
     "posthoc": 1,     # first_eval.calibrators: cross-fitted post-hoc calibration
     "knowledge": 1,   # first_eval.knowledge: top-k mass of a model's next-token distributions
     "metrics": 2,     # first_eval.results, calibration, bootstrap: a study's metric rows and paired tests; 2: AURC exact to 4e-14

@@ -160,18 +160,18 @@ class StudyState:
 
         r = m.finetune
         base = self.resolve(r.model)
-        recipe = {k: v for k, v in r.__dict__.items() if k not in ("model", "dataset", "split", "limit")}
+        cfg = FinetuneConfig(model=base, dataset=r.dataset, split=r.split, limit=r.limit, out="-", epochs=r.epochs,
+                             lr=r.lr, batch_size=r.batch_size, warmup_steps=r.warmup_steps, save_every=r.save_every,
+                             seed=self.cfg.seed, train_top_layers=r.train_top_layers,
+                             template=self.cfg.scorer.template, progress=self.progress)
+        # The key holds every training option that shapes the result, defaults included (so a changed
+        # default is a new key); the model and the items enter by their content digests.
+        train = {k: v for k, v in cfg.hashed_dict().items() if k not in ("model", "dataset", "split", "limit")}
         st = self.stage("finetune", {"model": self.model_digest(base),
-                                     "items": self.items_digest(r.dataset, r.split, r.limit),
-                                     "recipe": recipe, "seed": self.cfg.seed, "template": self.cfg.scorer.template})
+                                     "items": self.items_digest(r.dataset, r.split, r.limit), "train": train})
 
         def compute(st: Stage) -> dict:
-            run_finetune(FinetuneConfig(model=base, dataset=r.dataset, split=r.split, limit=r.limit,
-                                        out=str(st.path / "model"), epochs=r.epochs, lr=r.lr,
-                                        batch_size=r.batch_size, warmup_steps=r.warmup_steps,
-                                        save_every=r.save_every, seed=self.cfg.seed,
-                                        train_top_layers=r.train_top_layers,
-                                        template=self.cfg.scorer.template, progress=self.progress))
+            run_finetune(cfg.replace(out=str(st.path / "model")))
             return {"model": str(st.path / "model")}
 
         self.ensure(st, compute)
@@ -215,19 +215,18 @@ class StudyState:
 
         r = m.distill
         st_store = self.store(m)
-        # The store's key already holds the teacher, the data and k.
-        recipe = {k: v for k, v in r.__dict__.items()
-                  if k not in ("student", "teacher", "dataset", "split", "calibration_split", "limit", "k")}
-        st = self.stage("distill", {"student": self.model_digest(r.student), "store": st_store.key,
-                                    "recipe": recipe, "seed": self.cfg.seed})
+        cfg = DistillConfig(student=r.student, store="-", out="-", loss=r.loss, alpha=r.alpha, epochs=r.epochs,
+                            lr=r.lr, batch_size=r.batch_size, warmup_steps=r.warmup_steps,
+                            train_top_layers=r.train_top_layers, student_c=r.student_c,
+                            label_smoothing=r.label_smoothing, norm_eps=r.norm_eps, seed=self.cfg.seed,
+                            teacher=self.resolve(r.teacher), progress=self.progress)
+        # The store's key already holds the teacher, the data and k; the key holds every training
+        # option, defaults included; the student enters by its content digest.
+        train = {k: v for k, v in cfg.hashed_dict().items() if k not in ("student", "store", "teacher")}
+        st = self.stage("distill", {"student": self.model_digest(r.student), "store": st_store.key, "train": train})
 
         def compute(st: Stage) -> dict:
-            run_distill(DistillConfig(student=r.student, store=str(st_store.path / "store"),
-                                      out=str(st.path / "model"), loss=r.loss, alpha=r.alpha, epochs=r.epochs,
-                                      lr=r.lr, batch_size=r.batch_size, warmup_steps=r.warmup_steps,
-                                      train_top_layers=r.train_top_layers, student_c=r.student_c,
-                                      label_smoothing=r.label_smoothing, norm_eps=r.norm_eps,
-                                      seed=self.cfg.seed, teacher=self.resolve(r.teacher), progress=self.progress))
+            run_distill(cfg.replace(store=str(st_store.path / "store"), out=str(st.path / "model")))
             return {"model": str(st.path / "model")}
 
         self.ensure(st, compute)

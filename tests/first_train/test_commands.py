@@ -71,16 +71,25 @@ def calibrated_store(tmp_path_factory, tiny_store_dir, tiny_teacher_dir) -> Path
     return store
 
 
-@pytest.fixture(scope="module")
-def reshape_store(tmp_path_factory, tiny_store_dir, tiny_teacher_dir) -> Path:
-    """A copy of the tiny store, calibrated on 32 val items with the re-shaping c only."""
-    from first_train.calibrate import run_calibrate
-
-    store = tmp_path_factory.mktemp("reshaped") / "store"
+def _store_with_calibration(tmp_path_factory, tiny_store_dir, name: str, method: str, temperature: float) -> Path:
+    """A copy of the tiny store with a given calibration recorded (what a fit on another machine
+    may or may not choose: the tests that need one kind must not depend on the fit)."""
+    store = tmp_path_factory.mktemp(name) / "store"
     shutil.copytree(tiny_store_dir, store)
-    run_calibrate(CalibrateConfig(store=str(store), teacher=str(tiny_teacher_dir), dataset="countries",
-                                  split="val", limit=32, method="reshape", progress=False))
+    TopKStore(store).set_calibration(method=method, temperature=temperature, ece_before=0.2, ece_after=0.1)
     return store
+
+
+@pytest.fixture(scope="module")
+def reshape_store(tmp_path_factory, tiny_store_dir) -> Path:
+    """The tiny store calibrated with the re-shaping c = 0.5."""
+    return _store_with_calibration(tmp_path_factory, tiny_store_dir, "reshaped", "reshape", 0.5)
+
+
+@pytest.fixture(scope="module")
+def temperature_store(tmp_path_factory, tiny_store_dir) -> Path:
+    """The tiny store calibrated with a logit temperature T = 2."""
+    return _store_with_calibration(tmp_path_factory, tiny_store_dir, "tempered", "temperature", 2.0)
 
 
 # ------------------------------------------------------------------------------- the CLI surface
@@ -234,7 +243,7 @@ def test_distill_every_loss_writes_a_model_the_scorer_loads(loss, tmp_path, cali
     from first_eval.zoo import load_model
     from first_train.distill import run_distill
 
-    if loss == "first-authors":  # both sides re-shaped: needs a fitted c (the "both" store chose a logit T)
+    if loss == "first-authors":  # both sides re-shaped: needs a reshape c (the "both" fit may choose a logit T)
         calibrated_store = reshape_store
 
     out = tmp_path / loss
@@ -255,8 +264,8 @@ def test_distill_every_loss_writes_a_model_the_scorer_loads(loss, tmp_path, cali
     assert len(scores) == 3 and all(abs(sum(s.probs) - 1) < 1e-6 for s in scores)
 
 
-def test_the_authors_options_are_recorded_and_checked(tmp_path, calibrated_store, reshape_store, tiny_model_dir,
-                                                      capsys):
+def test_the_authors_options_are_recorded_and_checked(tmp_path, calibrated_store, reshape_store, temperature_store,
+                                                      tiny_model_dir, capsys):
     from first_train.distill import run_distill
 
     out = tmp_path / "smoothed"
@@ -270,7 +279,7 @@ def test_the_authors_options_are_recorded_and_checked(tmp_path, calibrated_store
         code, _, err = run_cli(["distill", "--student", str(tiny_model_dir), "--store", str(calibrated_store),
                                 "--out", str(tmp_path / "x"), *argv], capsys)
         assert code == 2 and message in one_error_line(err)
-    code, _, err = run_cli(["distill", "--student", str(tiny_model_dir), "--store", str(calibrated_store),
+    code, _, err = run_cli(["distill", "--student", str(tiny_model_dir), "--store", str(temperature_store),
                             "--out", str(tmp_path / "y"), "--loss", "first-authors"], capsys)
     assert code == 2 and "calibrated with a logit temperature" in one_error_line(err)
 

@@ -181,7 +181,7 @@ def top_layers(store_dir: Path, student_spec: str, *, n_top: int, steps: int, ba
             trainable = freeze_all_but_top_layers(model, n_top)
         if name == "cached":
             started = time.perf_counter()
-            cache = build_frozen_cache(model, n_top, rows, collate_fn, mode="memory", progress=False)
+            cache = build_frozen_cache(model, n_top, rows, mode="memory", progress=False)
             caches["build_seconds"] = time.perf_counter() - started
             caches["bytes"] = cache.describe()["bytes"]
             caches["trainable_parameters"] = trainable

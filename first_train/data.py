@@ -17,6 +17,7 @@ flat ``(N, V)`` array of its trained positions in row-major order — the order 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -28,7 +29,8 @@ from first_eval.errors import UserError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["Example", "collate", "dataset_fingerprint", "encode_items", "kept_logits", "load_examples",
+__all__ = ["Example", "collate", "dataset_fingerprint", "encode_items", "example_tokens", "kept_logits",
+           "load_examples",
            "option_token_ids", "prompt_token_ids", "tokenizer_fingerprint"]
 
 IGNORE_INDEX = -100
@@ -68,6 +70,11 @@ class Example:
         if mode == "all":
             return list(range(len(self.input_ids) - 1))
         raise ValueError(f"Expected mode 'response' or 'all', got {mode!r}")
+
+
+def example_tokens(example: Any) -> tuple[int, ...]:
+    """The token ids of a training example: an :class:`Example` or a row wrapping one (``.example``)."""
+    return getattr(example, "example", example).input_ids
 
 
 def option_token_ids(tokenizer: Any, n_options: int, *, template: str = "plain") -> tuple[int, ...]:
@@ -188,19 +195,13 @@ def kept_logits(model: torch.nn.Module, batch: dict[str, Any], *, full_logits: b
 
         inputs = {"inputs_embeds": batch["frozen_hidden"]}
         top = top_layers_only(model, int(batch["frozen_top"]))
-    with top if top is not None else _nothing():
+    with top if top is not None else contextlib.nullcontext():
         out = model(**inputs, attention_mask=batch["attention_mask"],
                     logits_to_keep=0 if full_logits else batch["keep"], use_cache=False)
     logits = out.logits
     if logits.dim() == 3:  # every position (--full-logits, or a model that ignored the boolean mask)
         logits = logits[batch["keep"]]
     return logits.unsqueeze(0)
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

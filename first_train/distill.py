@@ -221,7 +221,7 @@ def run_distill(cfg: DistillConfig, *, accelerator: Any = None) -> TrainResult:
         raise UserError(f"--loss first-authors re-shapes softmax(p / c) on both sides, but {cfg.store} is calibrated "
                         f"with a logit temperature; run `first-train calibrate --method reshape` on it")
     if cfg.loss == "rs-kd" and not store.has_rs:
-        raise UserError(f"--loss rs-kd needs RS-KD samples; extract the store with --rs-samples M")
+        raise UserError("--loss rs-kd needs RS-KD samples; extract the store with --rs-samples M")
     model, tokenizer = load_model(cfg.student)
     check_vocabulary(manifest, tokenizer, model, cfg.student)
     source, rows = load_store_examples(store, tokenizer)

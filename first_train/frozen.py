@@ -29,11 +29,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from first_eval.errors import UserError
+from first_train.data import example_tokens
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -100,6 +101,12 @@ def bottom_hidden(model: Any, n_top: int, input_ids: torch.Tensor, attention_mas
     if not captured:  # pragma: no cover - a forward that skips its layers
         raise UserError("--train-top-layers: the model's forward never reached its top layers")
     return captured[0]
+
+
+def _frozen_modules(model: Any, n_top: int) -> list[Any]:
+    """The modules below the top ``n_top`` layers: the decoder's other children, then its bottom layers."""
+    decoder, layers = decoder_layers(model)
+    return [m for name, m in decoder.named_children() if name != "layers"] + list(layers)[: len(layers) - n_top]
 
 
 def _has_dropout(modules: Sequence[Any], config: Any) -> bool:
@@ -169,15 +176,14 @@ def _cache_key(model: Any, n_top: int, token_ids: Sequence[Sequence[int]], dtype
 
     from first_eval import __version__
 
-    decoder, layers = decoder_layers(model)
+    _, layers = decoder_layers(model)
     digest = hashlib.sha256()
     head = {"format": FORMAT_VERSION, "package": __version__, "torch": torch.__version__,
             "transformers": transformers.__version__,
             "n_layers": len(layers), "n_top": n_top, "dtype": str(dtype),
             "config": _inner(model).config.to_json_string(use_diff=False)}
     digest.update(json.dumps(head, sort_keys=True).encode())
-    bottom = [m for name, m in decoder.named_children() if name != "layers"] + list(layers)[: len(layers) - n_top]
-    for module in bottom:
+    for module in _frozen_modules(model, n_top):
         for name, tensor in sorted(module.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
@@ -186,8 +192,7 @@ def _cache_key(model: Any, n_top: int, token_ids: Sequence[Sequence[int]], dtype
     return digest.hexdigest()[:20]
 
 
-def build_frozen_cache(model: Any, n_top: int, examples: Sequence[Any], collate: Callable[[list[Any]], dict[str, Any]],
-                       *, mode: str = "auto", budget_mb: int = 2048, batch_size: int = 16,
+def build_frozen_cache(model: Any, n_top: int, examples: Sequence[Any], *, mode: str = "auto", budget_mb: int = 2048, batch_size: int = 16,
                        device: Any = None, progress: bool = True, world_size: int = 1,
                        description: str = "train") -> FrozenCache | None:
     """Compute (or read) the frozen bottom's states for ``examples``; None when caching does not apply.
@@ -201,20 +206,15 @@ def build_frozen_cache(model: Any, n_top: int, examples: Sequence[Any], collate:
 
     if mode == "off":
         return None
-    decoder, layers = decoder_layers(model)
+    _, layers = decoder_layers(model)
     if n_top >= len(layers):
         return None
     inner = _inner(model)
-    bottom = [m for name, m in decoder.named_children() if name != "layers"] + list(layers)[: len(layers) - n_top]
-    if _has_dropout(bottom, inner.config):
+    if _has_dropout(_frozen_modules(model, n_top), inner.config):
         print(f"{description}: the frozen layers use dropout; recomputing them every step", file=sys.stderr)
         return None
 
-    token_ids: list[list[int]] = []
-    for e in examples:
-        b = collate([e])
-        n = int(b["attention_mask"][0].sum())
-        token_ids.append(b["input_ids"][0, :n].tolist())
+    token_ids = [list(example_tokens(e)) for e in examples]
     lengths = [len(t) for t in token_ids]
     offsets = [0]
     for n in lengths:

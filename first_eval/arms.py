@@ -501,6 +501,25 @@ def compute_arm_results(frame: Any, *, n_bins: int, scheme: str, bootstrap: int,
             for name, v in values.items():
                 lo, hi = _percentile_ci(v, 0.95)
                 row[f"{name}_ci"] = [float(lo), float(hi)]
+        # Mean confidence and confidence − accuracy (over-confidence when > 0): item means, so
+        # their two-level resamples are the replicas' item means on the same resamples.
+        conf = np.stack([f.probs.max(axis=1) for f in replicas])                     # (S, n)
+        gap = conf - np.stack([(f.probs.argmax(axis=1) == f.labels) for f in replicas])
+        per_seed["mean_confidence"] = conf.mean(axis=1).tolist()
+        per_seed["confidence_gap"] = gap.mean(axis=1).tolist()
+        row["mean_confidence"] = float(conf.mean())
+        row["confidence_gap"] = float(gap.mean())
+        if bootstrap:
+            from first_eval.bootstrap import bootstrap_indices
+
+            idx = bootstrap_indices(len(labels), n_resamples=bootstrap, seed=seed)      # (B, n)
+            draws = seed_indices(len(replicas), n_resamples=bootstrap, seed=seed, tag=0)  # (B, S)
+            rows_b = np.arange(bootstrap)[:, None]
+            for name, values in (("mean_confidence", conf), ("confidence_gap", gap)):
+                item_means = np.stack([v[idx].mean(axis=1) for v in values])             # (S, B)
+                resampled = item_means[draws, rows_b].mean(axis=1)
+                lo, hi = _percentile_ci(resampled, 0.95)
+                row[f"{name}_ci"] = [float(lo), float(hi)]
         for name, v in per_seed.items():
             row[f"{name}_seeds"] = v
             row[f"{name}_seed_sd"] = float(np.std(v, ddof=1)) if len(v) > 1 else None

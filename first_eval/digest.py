@@ -53,9 +53,10 @@ STAGE_VERSIONS: dict[str, int] = {
     "extract": 1,     # first_train.extract, store: a teacher's top-k
     "calibrate": 1,   # first_train.calibrate, reshape: the re-shaping temperature c
     "distill": 3,     # first_train.distill, trainer, losses, reshape; 2-3: fused AdamW, new options
-    "posthoc": 1,     # first_eval.calibrators: cross-fitted post-hoc calibration
+    "posthoc": 2,     # first_eval.calibrators: post-hoc calibration; 2: fitted on validation or cross-fitted
+    "heldout": 1,     # first_train.calibrate, first_eval.arms: the re-shaped teacher against the raw one on test
     "knowledge": 1,   # first_eval.knowledge: top-k mass of a model's next-token distributions
-    "metrics": 2,     # first_eval.results, calibration, bootstrap: a study's metric rows and paired tests; 2: AURC exact to 4e-14
+    "metrics": 3,     # first_eval.results, arms, calibration, bootstrap: a study's metric rows and paired tests; 2: AURC exact to 4e-14; 3: arms (seeds), Holm
 }
 """Format version of each stage kind. Bump a stage's number in the same commit as any change to
 what it computes; every cached result of that kind is then recomputed. ``tests/test_stage_versions.py``

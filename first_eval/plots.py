@@ -443,47 +443,108 @@ def paired_differences_figure(
 
 
 # --------------------------------------------------------------------------- training
+_TRAJECTORY_LABELS = {"confidence_gap": "confidence − accuracy", "mean_confidence": "mean confidence"}
+_SELECTED = {"val-accuracy": "shipped: best val accuracy", "val-ece": "early stop: lowest val ECE",
+             "last": "last checkpoint"}
+
+
+def _rgba(color: str, alpha: float) -> str:
+    """``#RRGGBB`` as ``rgba(r, g, b, alpha)`` (other colour strings are returned as they are)."""
+    if isinstance(color, str) and color.startswith("#") and len(color) == 7:
+        r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+        return f"rgba({r}, {g}, {b}, {alpha})"
+    return color
+
+
+def _with_gap(row: Mapping) -> Mapping:
+    """A trajectory row with ``confidence_gap`` (mean confidence − accuracy) where an old row lacks it."""
+    if not _finite(row.get("confidence_gap")) and _finite(row.get("mean_confidence")) and _finite(row.get("accuracy")):
+        return {**row, "confidence_gap": row["mean_confidence"] - row["accuracy"]}
+    return row
+
+
 def trajectory_figure(
     trajectory: Sequence[Mapping],
     *,
-    metrics: Sequence[str] = ("ece", "accuracy"),
+    metrics: Sequence[str] = ("accuracy", "ece", "debiased_ece", "confidence_gap"),
     title: str = "Across fine-tuning checkpoints",
     colors: Mapping[str, str] | None = None,
 ) -> go.Figure:
-    """Metrics against training step, one line per (model, dataset), one panel per metric.
+    """Metrics against training step, one panel per metric, one line per dataset (and model).
+
+    With one model the lines are coloured by dataset; with several, by model (``colors``), the
+    datasets told apart by dash. A line whose every point has ``<metric>_ci`` = [low, high] gets
+    a shaded 95% band. Steps whose ``selected_by`` is non-empty — the checkpoint a rule picked as
+    a model: ``val-accuracy`` (the shipped one), ``val-ece`` (early stopping on validation ECE),
+    ``last`` — get a dashed vertical line in every panel, labelled in the first. The
+    ``confidence_gap`` panel has a reference line at 0 (over-confident above it).
 
     Parameters
     ----------
     trajectory : sequence of mapping
-        Rows of ``trajectory.json``: ``model``, ``step``, ``dataset`` and metric values.
-    metrics : sequence of str, default=("ece", "accuracy")
+        Rows of ``trajectory.json``: ``model``, ``step``, ``dataset`` (optional ``role``) and
+        metric values, optionally ``<metric>_ci`` and ``selected_by``. An old row without
+        ``confidence_gap`` gets it from ``mean_confidence`` − ``accuracy`` when it has both.
+    metrics : sequence of str, default=("accuracy", "ece", "debiased_ece", "confidence_gap")
+        Panels, in order; metrics no row has are left out.
+    colors : mapping of str to str, optional
+        Model → colour (several models) or dataset → colour (one model).
     """
-    rows = [r for r in trajectory if _finite(r.get("step"))]
+    rows = [_with_gap(r) for r in trajectory if _finite(r.get("step"))]
     metrics = [m for m in metrics if any(_finite(r.get(m)) for r in rows)]
     if not rows or not metrics:
         return _empty(title, "no checkpoints recorded in this run")
-    cmap = _colors((r["model"] for r in rows), colors)
+    models = list(dict.fromkeys(r.get("model", "") for r in rows))
     datasets = list(dict.fromkeys(r.get("dataset", "") for r in rows))
+    roles = {r.get("dataset", ""): r["role"] for r in rows if r.get("role")}
+    by_dataset = len(models) == 1
+    cmap = _colors(datasets if by_dataset else models, colors)
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[_label(m) for m in metrics],
-                        horizontal_spacing=0.1)
+    label = lambda m: _TRAJECTORY_LABELS.get(m, _label(m))  # noqa: E731
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[label(m) for m in metrics],
+                        horizontal_spacing=0.07)
     for j, metric in enumerate(metrics, start=1):
-        for model in cmap:
+        for model in models:
             for ds in datasets:
-                sub = sorted((r for r in rows if r["model"] == model and r.get("dataset", "") == ds
+                sub = sorted((r for r in rows if r.get("model", "") == model and r.get("dataset", "") == ds
                               and _finite(r.get(metric))), key=lambda r: r["step"])
                 if not sub:
                     continue
+                where = ds + (f" ({roles[ds]})" if roles.get(ds) else "")
+                name = escape_text(where if by_dataset else (f"{model} · {where}" if ds else model))
+                group = escape_text(f"{model}|{ds}")
+                color = cmap[ds] if by_dataset else cmap[model]
+                steps = [r["step"] for r in sub]
+                cis = [r.get(f"{metric}_ci") for r in sub]
+                if all(ci and len(ci) == 2 and _finite(ci[0]) and _finite(ci[1]) for ci in cis):
+                    fig.add_trace(go.Scatter(
+                        x=steps + steps[::-1], y=[ci[1] for ci in cis] + [ci[0] for ci in cis][::-1],
+                        fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0), mode="lines",
+                        hoverinfo="skip", showlegend=False, legendgroup=group, name=name + " 95% CI",
+                    ), row=1, col=j)
                 fig.add_trace(go.Scatter(
-                    x=[r["step"] for r in sub], y=[r[metric] for r in sub], mode="lines+markers",
-                    name=escape_text(f"{model} · {ds}" if ds else model), showlegend=j == 1,
-                    legendgroup=escape_text(f"{model}|{ds}"),
-                    line=dict(color=cmap[model], dash=dashes[datasets.index(ds) % len(dashes)]),
-                    hovertemplate=f"{escape_text(model)} · {escape_text(ds)}<br>step %{{x}}<br>"
-                                  f"{_label(metric)} %{{y:.4f}}<extra></extra>",
+                    x=steps, y=[r[metric] for r in sub], mode="lines+markers",
+                    name=name, showlegend=j == 1, legendgroup=group,
+                    line=dict(color=color, dash="solid" if by_dataset else dashes[datasets.index(ds) % len(dashes)]),
+                    hovertemplate=f"{name}<br>step %{{x}}<br>{label(metric)} %{{y:.4f}}<extra></extra>",
                 ), row=1, col=j)
+        if metric == "confidence_gap":
+            fig.add_hline(y=0, line=dict(color="#999999", dash="dot", width=1), row=1, col=j)
         fig.update_xaxes(title_text="training step", row=1, col=j)
-    fig.update_layout(title=title, height=440, **_LAYOUT)
+    chosen: dict[float, list[str]] = {}
+    for r in rows:
+        for rule in r.get("selected_by") or []:
+            text = _SELECTED.get(rule, str(rule))
+            if len(models) > 1:
+                text = f"{r.get('model', '')}: {text}"
+            if text not in chosen.setdefault(r["step"], []):
+                chosen[r["step"]].append(text)
+    for k, (step, texts) in enumerate(sorted(chosen.items())):
+        for j in range(1, len(metrics) + 1):
+            fig.add_vline(x=step, line=dict(color="#555555", dash="dash", width=1), row=1, col=j,
+                          **(dict(annotation_text=escape_text("; ".join(texts)), annotation_position="top right",
+                                  annotation_font_size=10, annotation_yshift=-14 * k) if j == 1 else {}))
+    fig.update_layout(title=title, height=460, **_LAYOUT)
     fig.update_layout(margin=dict(t=80))
     return fig
 

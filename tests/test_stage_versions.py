@@ -35,8 +35,9 @@ ENTRY_POINTS = {
     "calibrate": ("first_train.calibrate",),
     "distill": ("first_train.distill",),
     "posthoc": ("first_eval.calibrators",),
+    "heldout": ("first_train.calibrate", "first_eval.arms"),
     "knowledge": ("first_eval.knowledge", "first_eval.prompts", "first_eval.zoo"),
-    "metrics": ("first_eval.results", "first_eval.predictions"),
+    "metrics": ("first_eval.results", "first_eval.arms", "first_eval.predictions"),
 }
 NOT_RESULTS = ("first_eval.data", "first_eval.errors", "first_eval.fileio", "first_eval.faults", "first_eval.locks",
                "first_eval.digest", "first_eval.study", "first_eval.cli", "first_train.cli", "first_train.commands")

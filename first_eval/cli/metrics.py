@@ -81,6 +81,9 @@ def metrics(
         help="Paired bootstrap of MODEL_A − MODEL_B on their shared items (1000 resamples unless --bootstrap).")] = None,
     renormalize: Annotated[bool, typer.Option(
         "--renormalize", help="Divide probability rows by their sum instead of rejecting sums off 1.")] = False,
+    arms: Annotated[bool, typer.Option(
+        "--arms", help="One row per arm: models named NAME@SEED are seed replicas of NAME; their metrics are "
+                       "averaged and the CIs resample seeds, then items (as `first-eval run` reports them).")] = False,
 ) -> None:
     """Calibration metrics for each (model, dataset) in a predictions table.
 
@@ -90,11 +93,17 @@ def metrics(
 
     frame = read_predictions(file, renormalize=renormalize)
     scheme_name = scheme.value if isinstance(scheme, Scheme) else str(scheme)
-    results = compute_results(frame, n_bins=bins, scheme=scheme_name, bootstrap=bootstrap, seed=seed)
+    if arms:
+        from first_eval.arms import compute_arm_comparisons, compute_arm_results
+
+        results = compute_arm_results(frame, n_bins=bins, scheme=scheme_name, bootstrap=bootstrap, seed=seed)
+    else:
+        results = compute_results(frame, n_bins=bins, scheme=scheme_name, bootstrap=bootstrap, seed=seed)
     comparisons = None
     if compare:
-        comparisons = compute_comparisons(frame, compare[0], compare[1], n_bins=bins, scheme=scheme_name,
-                                          bootstrap=bootstrap or 1000, seed=seed)
+        compare_fn = compute_arm_comparisons if arms else compute_comparisons
+        comparisons = compare_fn(frame, compare[0], compare[1], n_bins=bins, scheme=scheme_name,
+                                 bootstrap=bootstrap or 1000, seed=seed)
     if as_json:
         from first_eval.fileio import nan_to_none
 

@@ -14,22 +14,31 @@ from first_eval import rundir
 from first_eval.fileio import write_text_atomic
 from first_eval.report.claims import Claim, check_claims
 from first_eval.report.html import render_html
-from first_eval.report.markdown import render_markdown
+from first_eval.report.markdown import render_markdown, roles_of
 
 __all__ = ["Claim", "build_report", "check_claims"]
 
 
 def with_confidence(run) -> list[dict]:
-    """The run's result rows plus ``mean_confidence`` and ``confidence_gap`` (mean confidence − accuracy),
-    read from its predictions."""
+    """The run's result rows, each with ``mean_confidence`` and ``confidence_gap`` (mean confidence
+    − accuracy): kept where the row has them (a seed-aware run writes them, with a CI), else read
+    from the predictions — for an arm, the mean over its seed replicas ``<arm>@<seed>``."""
+    from first_eval.arms import arm_of
     from first_eval.predictions import group_predictions
 
-    conf = {(g.model, g.dataset): float(g.probs.max(axis=1).mean()) for g in group_predictions(run.predictions)}
+    if all("confidence_gap" in r for r in run.results):
+        return list(run.results)
+    conf: dict[tuple[str, str], list[float]] = {}
+    for g in group_predictions(run.predictions):
+        conf.setdefault((arm_of(g.model), g.dataset), []).append(float(g.probs.max(axis=1).mean()))
     rows = []
     for r in run.results:
         c = conf.get((r["model"], r["dataset"]))
-        extra = {} if c is None else {"mean_confidence": c, "confidence_gap": c - r["accuracy"]}
-        rows.append({**r, **extra})
+        if "confidence_gap" in r or c is None:
+            rows.append(dict(r))
+            continue
+        mean = sum(c) / len(c)
+        rows.append({**r, "mean_confidence": mean, "confidence_gap": mean - r["accuracy"]})
     return rows
 
 
@@ -40,9 +49,11 @@ def build_report(run_dir: str | Path, *, shown_as: str | Path | None = None) -> 
     when it is written in a staging directory that is moved there afterwards.
     """
     run = rundir.load_run(run_dir)
-    claims = check_claims(with_confidence(run), run.metrics.get("comparisons", []), run.roles(),
-                          knowledge=run.knowledge, calibration=run.calibration)
-    shown = run if shown_as is None else replace(run, path=Path(shown_as))
+    rows = with_confidence(run)
+    claims = check_claims(rows, run.metrics.get("comparisons", []), roles_of(run),
+                          knowledge=run.knowledge, calibration=run.calibration, trajectory=run.trajectory)
+    shown = replace(run, metrics={**run.metrics, "results": rows},
+                    path=run.path if shown_as is None else Path(shown_as))
     md_path = run.path / rundir.REPORT_MD
     html_path = run.path / rundir.REPORT_HTML
     write_text_atomic(md_path, render_markdown(shown, claims))

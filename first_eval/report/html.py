@@ -1,6 +1,8 @@
 """``index.html``: the study report as one self-contained page (Plotly inlined, no network).
 
-All text from run files — model, dataset and subject names — is HTML-escaped.
+The page leads with the answer — the verdict list — then the figures (the fine-tuning trajectory
+first), then the tables; long tables sit in ``<details>``. All text from run files — model,
+dataset and subject names — is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from first_eval.report.claims import Claim
-from first_eval.report.markdown import ECE_CI_NOTE, HEADLINE, cell, comparison_rows, headline_rows
+from first_eval.report.claims import VALIDATION, Claim
+from first_eval.report.markdown import (
+    CALIBRATION_HEADER, COMPARISON_HEADER, ECE_CI_NOTE, HEADLINE_HEADER, KNOWLEDGE_HEADER, OTHER_HEADER,
+    SEED_HEADER, TRAJECTORY_HEADER, calibration_rows, cell, comparison_rows, environment_items, headline_rows,
+    intro, knowledge_rows, other_rows, roles_of, seed_rows, trajectory_rows,
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;
@@ -21,7 +27,9 @@ table{border-collapse:collapse;font-size:.88em;margin:1em 0}th,td{border:1px sol
 text-align:left;vertical-align:top}th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .verdict{font-weight:600;padding:.1em .4em;border-radius:3px}.held{background:#d8f0d8}
 .did-not-hold{background:#f6d6d6}.mixed{background:#f6ecc8}.not-measured,.within-noise{background:#e8e8e8}
-.muted{color:#666;font-size:.9em}.fig{margin:1em 0}
+.reduced-to-top-k-KD{background:#dde8f6}
+.muted{color:#666;font-size:.9em}.fig{margin:1em 0}details{margin:.6em 0}summary{cursor:pointer;font-weight:600}
+ul.verdicts li{margin:.5em 0}
 """
 
 
@@ -39,42 +47,61 @@ def _table(header: list[str], rows: list[list[str]], numeric_from: int = 0) -> s
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _details(summary: str, inner: str, *, open_: bool = False) -> str:
+    return f"<details{' open' if open_ else ''}><summary>{_e(summary)}</summary>{inner}</details>"
+
+
 def _fig(fig) -> str:
     return '<div class="fig">' + fig.to_html(full_html=False, include_plotlyjs=False,
                                              config={"displaylogo": False}) + "</div>"
 
 
-def _figures(run) -> list[tuple[str, str]]:
-    """(section title, html) of every figure, built from the run's files."""
-    from first_eval import plots
-    from first_eval.calibration import reliability_diagram
+def _pooled(run, roles: dict[str, str]):
+    """(arm, dataset) → (probs, labels) over the arm's seed replicas (items stacked), for the
+    reliability diagrams and confidence histograms; validation datasets left out."""
+    from first_eval.arms import arm_of
     from first_eval.predictions import group_predictions
 
+    parts: dict[tuple[str, str], list] = defaultdict(list)
+    for g in group_predictions(run.predictions):
+        if roles.get(g.dataset) != VALIDATION:
+            parts[(arm_of(g.model), g.dataset)].append(g)
+    out = {}
+    for key, groups in parts.items():
+        width = max(g.probs.shape[1] for g in groups)
+        probs = np.concatenate([np.pad(g.probs, ((0, 0), (0, width - g.probs.shape[1]))) for g in groups])
+        out[key] = (probs, np.concatenate([g.labels for g in groups]))
+    return out
+
+
+def _figures(run) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(section title, html) of every figure built from the run's files: the main ones (the
+    trajectory first) and the paired-difference ones."""
+    from first_eval import plots
+    from first_eval.calibration import reliability_diagram
+
     meta = run.metrics.get("metadata", {})
+    roles = roles_of(run)
     n_bins, scheme = int(meta.get("bins", 10)), meta.get("scheme", "width")
+    shown = [r for r in run.results if roles.get(r["dataset"]) != VALIDATION]
     colors = plots.model_colors(dict.fromkeys(r["model"] for r in run.results))
     by_dataset: dict[str, dict] = defaultdict(dict)
     conf: dict[str, dict] = defaultdict(dict)
-    for g in group_predictions(run.predictions):
-        by_dataset[g.dataset][g.model] = reliability_diagram(g.probs, g.labels, n_bins=n_bins, scheme=scheme)
-        conf[g.dataset][g.model] = g.probs.max(axis=1)
+    for (arm, dataset), (probs, labels) in _pooled(run, roles).items():
+        by_dataset[dataset][arm] = reliability_diagram(probs, labels, n_bins=n_bins, scheme=scheme)
+        conf[dataset][arm] = probs.max(axis=1)
     ece = {(r["model"], r["dataset"]): r["ece"] for r in run.results}
     out: list[tuple[str, str]] = []
-    out.append(("Calibration against accuracy", _fig(plots.ece_accuracy_figure(run.results, colors=colors))))
-    out.append(("In domain and out of domain", _fig(plots.id_ood_figure(run.results, run.roles(), colors=colors))))
+    if run.trajectory:
+        out.append(("The mis-calibration trajectory", _fig(plots.trajectory_figure(run.trajectory))))
+    out.append(("Calibration against accuracy", _fig(plots.ece_accuracy_figure(shown, colors=colors))))
+    out.append(("In domain and out of domain", _fig(plots.id_ood_figure(shown, roles, colors=colors))))
     for dataset, diagrams in by_dataset.items():
         out.append((f"Reliability — {dataset}", _fig(plots.reliability_figure(
             diagrams, title=f"Reliability diagram — {plots.escape_text(dataset)}", colors=colors,
             ece={m: ece.get((m, dataset), np.nan) for m in diagrams}))))
         out.append((f"Confidence — {dataset}", _fig(plots.confidence_histogram_figure(
             conf[dataset], title=f"Confidence histogram — {plots.escape_text(dataset)}", colors=colors))))
-    for c in run.metrics.get("comparisons", []):
-        out.append((f"{c['model_a']} − {c['model_b']} on {c['dataset']}", _fig(plots.paired_differences_figure(
-            c["differences"], model_a=c["model_a"], model_b=c["model_b"],
-            title=f"{plots.escape_text(c['model_a'])} − {plots.escape_text(c['model_b'])} on "
-                  f"{plots.escape_text(c['dataset'])}"))))
-    if run.trajectory:
-        out.append(("The mis-calibration trajectory", _fig(plots.trajectory_figure(run.trajectory))))
     if run.calibration:
         out.append(("Temperature grid", _fig(plots.temperature_grid_figure(run.calibration))))
     summaries = plots.knowledge_summaries(run.knowledge)
@@ -82,7 +109,13 @@ def _figures(run) -> list[tuple[str, str]]:
         out.append(("Concentrated knowledge: mass@k", _fig(plots.mass_at_k_figure(summaries))))
         out.append(("Concentrated knowledge: distribution of mass@5", _fig(plots.mass_distribution_figure(summaries))))
         out.append(("Concentrated knowledge: KL and bytes against k", _fig(plots.kl_bytes_figure(summaries))))
-    return out
+    paired = []
+    for c in run.metrics.get("comparisons", []):
+        paired.append((f"{c['model_a']} − {c['model_b']} on {c['dataset']}", _fig(plots.paired_differences_figure(
+            c["differences"], model_a=c["model_a"], model_b=c["model_b"],
+            title=f"{plots.escape_text(c['model_a'])} − {plots.escape_text(c['model_b'])} on "
+                  f"{plots.escape_text(c['dataset'])}"))))
+    return out, paired
 
 
 def render_html(run, claims: list[Claim]) -> str:
@@ -92,27 +125,60 @@ def render_html(run, claims: list[Claim]) -> str:
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Study {_e(info.get('study', ''))}"
              f"</title><style>{_CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"]
     parts.append(f"<h1>Study: {_e(info.get('study', run.name))}</h1>")
-    parts.append(f"<p class='muted'>Run {_e(run.name)}, created {_e(info.get('created', '?'))}; config hash "
-                 f"<code>{_e(info.get('config_hash', '?'))}</code>; seed {_e(info.get('seed', '?'))}. Confidence is "
-                 f"the top-label option probability; ECE uses {_e(meta.get('bins', '?'))} {_e(meta.get('scheme', '?'))}"
-                 f" bins; 95% CIs from {_e(meta.get('bootstrap', 0))} bootstrap resamples.</p>")
-    parts.append("<h2>What held and what did not</h2><ul>")
+    parts.append(f"<p class='muted'>{intro(run, _e, lambda s: f'<code>{_e(s)}</code>')}</p>")
+    # 1. The answer.
+    parts.append("<h2>What held and what did not</h2><ul class='verdicts'>")
     for c in claims:
-        cls = c.verdict.replace(" ", "-")
-        parts.append(f"<li><span class='verdict {cls}'>{_e(c.verdict)}</span> {_e(c.claim)}<br>"
+        cls = _e(c.verdict.replace(" ", "-"))
+        key = f" — <b>{_e(c.key)}</b>" if c.key else ""
+        parts.append(f"<li><span class='verdict {cls}'>{_e(c.verdict)}</span> {_e(c.claim)}{key}<br>"
                      f"<span class='muted'>{_e(c.evidence)}</span></li>")
-    parts.append("</ul><h2>Headline metrics (95% CIs)</h2>")
-    parts.append(_table(["model", "dataset", "role", "n"] + [h for _, h, _ in HEADLINE], headline_rows(run), 3))
+    parts.append("</ul>")
+    # 2. The figures.
+    main, paired = _figures(run)
+    parts.append("<h2>Figures</h2>")
+    for title, fig_html in main:
+        parts.append(f"<h3>{_e(title)}</h3>{fig_html}")
+    if paired:
+        parts.append(_details(f"Paired differences ({len(paired)} figures)",
+                              "".join(f"<h3>{_e(t)}</h3>{f}" for t, f in paired)))
+    # 3. The tables.
+    parts.append("<h2>Headline metrics (95% CIs)</h2>")
+    parts.append(_table(HEADLINE_HEADER, headline_rows(run), 3))
     parts.append(f"<p class='muted'>{_e(ECE_CI_NOTE)}</p>")
+    val = headline_rows(run, validation=True)
+    if val:
+        parts.append("<h2>Validation set</h2><p class='muted'>Used to fit c and the temperature and to select "
+                     "checkpoints: never part of a verdict.</p>")
+        parts.append(_table(HEADLINE_HEADER, val, 3))
+    parts.append(_details("Other metrics (Brier, NLL, AUROC)", _table(OTHER_HEADER, other_rows(run), 4)))
+    seeds = seed_rows(run)
+    if seeds:
+        parts.append("<h2>Seed spread</h2>")
+        parts.append(_details(f"Each seed's accuracy and ECE ({len(seeds)} rows)", _table(SEED_HEADER, seeds, 3)))
     comp = comparison_rows(run)
     if comp:
-        parts.append("<h2>Paired comparisons</h2><p class='muted'>Differences a − b on the same items; "
-                     "paired bootstrap CI and two-sided p-value.</p>")
-        parts.append(_table(["difference", "dataset", "metric", "value", "95% CI", "p"], comp, 3))
-    parts.append("<h2>Figures</h2>")
-    for title, fig_html in _figures(run):
-        parts.append(f"<h3>{_e(title)}</h3>{fig_html}")
-    parts.append("<h2>Reproduce</h2><pre>" + _e(f"first-eval report {run.path}\n{meta.get('command', '')}") + "</pre>")
+        parts.append("<h2>Paired comparisons</h2><p class='muted'>Differences a − b on the same items; paired "
+                     "bootstrap CI (seeds drawn too, for arms with several), two-sided p, Holm-adjusted p over the "
+                     "datasets of each pair and metric, and the minimum detectable difference (80% power).</p>")
+        parts.append(_details(f"All comparisons ({len(comp)} rows)", _table(COMPARISON_HEADER, comp, 4)))
+    if run.calibration:
+        parts.append("<h2>Trustworthy maximization</h2><p class='muted'>c is fitted on the validation split; "
+                     "the test is on a split it was not fitted on.</p>")
+        parts.append(_table(CALIBRATION_HEADER, calibration_rows(run), 2))
+    if run.trajectory:
+        traj = trajectory_rows(run)
+        parts.append("<h2>Across fine-tuning checkpoints</h2>")
+        parts.append(_details(f"Every checkpoint ({len(traj)} rows)", _table(TRAJECTORY_HEADER, traj, 5)))
+    know = knowledge_rows(run)
+    if know:
+        parts.append("<h2>Concentrated knowledge</h2>")
+        parts.append(_table(KNOWLEDGE_HEADER, know, 2))
+    parts.append("<h2>Reproducibility</h2>")
+    env = environment_items(run)
+    if env:
+        parts.append("<ul>" + "".join(f"<li><code>{_e(k)}</code>: {_e(v)}</li>" for k, v in env) + "</ul>")
+    parts.append("<pre>" + _e(f"first-eval report {run.path}\n{meta.get('command', '')}") + "</pre>")
     versions = info.get("versions", {})
     if versions:
         parts.append("<p class='muted'>Versions: " + _e(", ".join(f"{k} {v}" for k, v in versions.items())) + "</p>")

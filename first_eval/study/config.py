@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from first_eval.errors import UserError
 
-ROLES = ("in-domain", "near-ood", "far-ood")
+ROLES = ("in-domain", "near-ood", "far-ood", "validation")
+#: How a fine-tuned model's checkpoint is chosen (``select``): the last one, the one with the
+#: highest validation accuracy (what a practitioner ships), or the lowest validation ECE (early
+#: stopping for calibration). Ties: the earliest step.
+SELECT = ("last", "val-accuracy", "val-ece")
 LOSSES = ("first", "first-authors", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
 TOPK_LOSSES = ("first", "first-authors", "topk", "topk-rest")
 POSTHOC = ("temperature", "histogram", "isotonic")
@@ -43,7 +47,8 @@ def _check_keys(obj: dict, cls: type, where: str) -> None:
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str = field(metadata={"help": "Built-in name (countries, countries-ood, mmlu), JSONL path or HF name."})
-    role: str = field(default="in-domain", metadata={"help": "in-domain, near-ood or far-ood."})
+    role: str = field(default="in-domain", metadata={
+        "help": "in-domain, near-ood, far-ood, or validation (fitting and selection only: never a verdict)."})
     split: str | None = field(default=None, metadata={"help": "Split to score (default: the dataset's test split)."})
     limit: int | None = field(default=None, metadata={"help": "Score at most this many items (stratified)."})
     label: str | None = field(default=None, metadata={"help": "Name in tables (default: name)."})
@@ -72,8 +77,13 @@ class FinetuneRecipe:
     limit: int | None = field(default=None, metadata={"help": "Use at most N training items."})
     train_top_layers: int | None = field(default=None, metadata={
         "help": "Train only the last N decoder layers (the frozen rest is computed once per item)."})
+    select: str = field(default="last", metadata={
+        "help": f"Which checkpoint is the model: {', '.join(SELECT)} (val-*: on the study's validation set)."})
 
     def __post_init__(self) -> None:
+        if self.select not in SELECT:
+            raise UserError(f"finetune recipe for {self.model!r}: select must be one of {', '.join(SELECT)}, "
+                            f"got {self.select!r}")
         if self.train_top_layers is not None and self.train_top_layers < 1:
             raise UserError(f"finetune recipe for {self.model!r}: train_top_layers must be ≥ 1, "
                             f"got {self.train_top_layers}")
@@ -133,9 +143,14 @@ class DistillRecipe:
 class PosthocRecipe:
     model: str = field(metadata={"help": "Name of the model in this study whose predictions are recalibrated."})
     method: str = field(default="temperature", metadata={"help": f"One of {', '.join(POSTHOC)}."})
-    folds: int = field(default=5, metadata={"help": "Cross-fitting folds (ECE after calibration is out-of-sample)."})
+    fit: str = field(default="val", metadata={
+        "help": "val: fitted on the model's predictions on the study's validation set and applied unchanged to "
+                "every dataset (a deployable baseline); cross: cross-fitted on each dataset's own labels (an oracle)."})
+    folds: int = field(default=5, metadata={"help": "Cross-fitting folds (fit: cross)."})
 
     def __post_init__(self) -> None:
+        if self.fit not in ("val", "cross"):
+            raise UserError(f"posthoc: fit must be val or cross, got {self.fit!r}")
         if self.method not in POSTHOC:
             raise UserError(f"posthoc: method must be one of {', '.join(POSTHOC)}, got {self.method!r}")
         if self.folds < 2:
@@ -144,17 +159,34 @@ class PosthocRecipe:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """One model of a study. ``seeds`` trains (and scores) one replica per seed, named
+    ``<name>@<seed>``: an *arm*, whose metrics combine seed and item variance
+    (:mod:`first_eval.arms`). ``template`` scores this model with another prompt template than
+    the study's (a spec model only: a reference read as its makers prompt it)."""
+
     name: str
     spec: str | None = None
     finetune: FinetuneRecipe | None = None
     distill: DistillRecipe | None = None
     posthoc: PosthocRecipe | None = None
+    seeds: tuple[int, ...] | None = None
+    seed: int | None = None
+    template: str | None = None
 
     def __post_init__(self) -> None:
         given = [k for k in ("spec", "finetune", "distill", "posthoc") if getattr(self, k) is not None]
         if len(given) != 1:
             raise UserError(f"model {self.name!r}: give exactly one of spec, finetune, distill, posthoc "
                             f"(got {', '.join(given) or 'none'})")
+        if "@" in self.name and self.seed is None:
+            raise UserError(f"model {self.name!r}: '@' is reserved for seed replicas (use `seeds`)")
+        if self.seeds is not None:
+            if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
+                raise UserError(f"model {self.name!r}: seeds must be distinct non-negative integers")
+            if self.kind == "spec":
+                raise UserError(f"model {self.name!r}: seeds need a finetune, distill or posthoc recipe")
+        if self.template is not None and (self.kind != "spec" or self.template not in ("plain", "chat")):
+            raise UserError(f"model {self.name!r}: template (plain or chat) is for spec models")
 
     @property
     def kind(self) -> str:
@@ -189,7 +221,8 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class TrajectoryConfig:
     model: str = field(metadata={"help": "A finetune-recipe model whose checkpoints are scored."})
-    dataset: str = field(metadata={"help": "Dataset (by its name in `datasets`) the checkpoints are scored on."})
+    datasets: tuple[str, ...] = field(default=(), metadata={
+        "help": "Datasets (by their names in `datasets`) the checkpoints are scored on (default: all)."})
 
 
 @dataclass(frozen=True)
@@ -240,15 +273,65 @@ class StudyConfig:
         if self.trajectory:
             if self.trajectory.model not in known:
                 raise UserError(f"trajectory: unknown model {self.trajectory.model!r}")
-            if self.trajectory.dataset not in dnames:
-                raise UserError(f"trajectory: unknown dataset {self.trajectory.dataset!r}")
+            for d in self.trajectory.datasets:
+                if d not in dnames:
+                    raise UserError(f"trajectory: unknown dataset {d!r}")
+        needs_val = [m.name for m in self.models
+                     if (m.finetune and m.finetune.select != "last") or (m.posthoc and m.posthoc.fit == "val")]
+        if needs_val and self.validation is None:
+            raise UserError(f"model {needs_val[0]!r} is fitted or selected on validation data: give a dataset "
+                            "with role: validation")
+        for m in self.models:
+            refs = [m.distill.teacher] if m.distill else []
+            refs += [m.finetune.model] if m.finetune and m.finetune.model in known else []
+            for ref in refs:
+                if self.model(ref).seeds:
+                    raise UserError(f"model {m.name!r} starts from {ref!r}, which has several seeds; "
+                                    "use a single-seed model")
+            if m.posthoc and m.seeds:
+                raise UserError(f"model {m.name!r}: a posthoc model has the seeds of the model it recalibrates")
         if self.knowledge:
             for ref in self.knowledge.models:
                 if ref not in known:
                     raise UserError(f"knowledge: unknown model {ref!r}")
 
     def model(self, name: str) -> ModelConfig:
-        return next(m for m in self.models if m.name == name)
+        """The model named ``name``; a replica name ``arm@seed`` gives its arm's config."""
+        found = next((m for m in self.models if m.name == name), None)
+        if found is None and "@" in name:
+            found = next((m for m in self.models if m.name == name.rsplit("@", 1)[0]), None)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    @property
+    def validation(self) -> DatasetConfig | None:
+        """The dataset fits and selections are made on (role ``validation``), if any."""
+        return next((d for d in self.datasets if d.role == "validation"), None)
+
+    def seeds_of(self, name: str) -> tuple[int, ...] | None:
+        """The seeds of an arm (a posthoc model has its source's), None for a single model."""
+        m = self.model(name)
+        return self.seeds_of(m.posthoc.model) if m.posthoc else m.seeds
+
+    def replicas(self, name: str) -> list[str]:
+        """The model names an arm is scored under: ``name@seed`` per seed, else ``[name]``."""
+        seeds = self.seeds_of(name)
+        return [f"{name}@{s}" for s in seeds] if seeds else [name]
+
+    def expanded_models(self) -> tuple[ModelConfig, ...]:
+        """The models as built: an arm's replicas ``name@seed`` (each with its ``seed``; a posthoc
+        arm recalibrates the replica of the same seed), every other model as it is."""
+        out = []
+        for m in self.models:
+            seeds = self.seeds_of(m.name)
+            if not seeds:
+                out.append(m)
+                continue
+            for s in seeds:
+                posthoc = replace(m.posthoc, model=f"{m.posthoc.model}@{s}") if m.posthoc else None
+                out.append(replace(m, name=f"{m.name}@{s}", seeds=None, seed=s, posthoc=posthoc))
+        return tuple(out)
 
     # -- loading -------------------------------------------------------------------------
     @classmethod
@@ -263,6 +346,12 @@ class StudyConfig:
                 for key, sub in (("finetune", FinetuneRecipe), ("distill", DistillRecipe), ("posthoc", PosthocRecipe)):
                     if m.get(key) is not None:
                         m[key] = _build(sub, m[key], f"models[{i}].{key}")
+                if "seed" in m:
+                    raise UserError(f"models[{i}]: unknown key 'seed' (give `seeds: [0, 1, 2]`)")
+                if m.get("seeds") is not None:
+                    if not isinstance(m["seeds"], (list, tuple)) or not all(isinstance(x, int) for x in m["seeds"]):
+                        raise UserError(f"models[{i}]: seeds must be a list of integers, got {m['seeds']!r}")
+                    m["seeds"] = tuple(m["seeds"])
                 models.append(_build(ModelConfig, m, f"models[{i}]"))
             kw: dict[str, Any] = {"name": data.get("name") or "study", "datasets": datasets, "models": tuple(models)}
             if "seed" in data:
@@ -273,6 +362,10 @@ class StudyConfig:
                     value = dict(data[key])
                     if key == "knowledge" and "models" in value:
                         value["models"] = tuple(value["models"])
+                    if key == "trajectory":
+                        if "dataset" in value:  # v1 configs: one dataset
+                            value["datasets"] = [value.pop("dataset")]
+                        value["datasets"] = tuple(value.get("datasets") or ())
                     kw[key] = _build(sub, value, key)
             if data.get("comparisons"):
                 pairs = []

@@ -59,9 +59,11 @@ class StageCosts:
 
     def depth(self, ref: str) -> int:
         """Decoder layers of a study model or spec (30 if unknown)."""
-        names = {m.name: m for m in self.cfg.models}
-        if ref in names:
-            m = names[ref]
+        try:
+            m = self.cfg.model(ref)
+        except KeyError:
+            m = None
+        if m is not None:
             if m.kind == "finetune":
                 return self.depth(m.finetune.model)
             if m.kind == "distill":
@@ -81,14 +83,25 @@ class StageCosts:
         """Characters of the prompts' questions and options (a proxy for their tokens)."""
         return sum(len(it.question) + sum(map(len, it.choices)) + 40 for it in self.state.items(name, split, limit))
 
+    def trained(self, name: str) -> int:
+        """Layers a model runs per step or per scored batch: its trained top layers (the rest is
+        computed once and shared), else all of them."""
+        try:
+            m = self.cfg.model(name)
+        except KeyError:
+            return self.depth(name)
+        r = m.finetune or m.distill
+        top = getattr(r, "train_top_layers", None) if r is not None else None
+        return min(top, self.depth(name)) if top else self.depth(name)
+
     def build(self, m: ModelConfig, costed_stores: set[tuple]) -> float:
         """A model's training cost; the first student of a teacher's store also pays its extraction."""
         if m.kind == "finetune":
             r = m.finetune
-            return TRAIN_PASSES * r.epochs * self.depth(m.name) * self.chars(r.dataset, r.split, r.limit)
+            return TRAIN_PASSES * r.epochs * self.trained(m.name) * self.chars(r.dataset, r.split, r.limit)
         if m.kind == "distill":
             r = m.distill
-            cost = TRAIN_PASSES * r.epochs * self.depth(m.name) * self.chars(r.dataset, r.split, r.limit)
+            cost = TRAIN_PASSES * r.epochs * self.trained(m.name) * self.chars(r.dataset, r.split, r.limit)
             key = (r.teacher, r.dataset, r.split, r.calibration_split, r.k, r.limit)
             if key not in costed_stores:
                 costed_stores.add(key)
@@ -98,18 +111,19 @@ class StageCosts:
         return 0.0
 
     def score(self, name: str, d) -> float:
-        return self.depth(name) * self.chars(d.name, d.split, d.limit)
+        return self.trained(name) * self.chars(d.name, d.split, d.limit)
 
     def trajectory(self) -> float:
         t = self.cfg.trajectory
         r = self.cfg.model(t.model).finetune
-        d = next((x for x in self.state.datasets if x.display == t.dataset), None)
-        if r is None or d is None:
+        names = set(t.datasets) or {x.display for x in self.state.datasets}
+        if r is None:
             return 0.0
         steps = math.ceil(r.epochs * math.ceil(len(self.state.items(r.dataset, r.split, r.limit)) / r.batch_size))
         # Checkpoints before the last step; the base model and the final weights are scored already.
         new = max(math.ceil(steps / r.save_every) - 1, 0) if r.save_every else 0
-        return new * self.depth(t.model) * self.chars(d.name, d.split, d.limit)
+        return sum(new * self.trained(t.model) * self.chars(d.name, d.split, d.limit)
+                   for d in self.state.datasets if d.display in names)
 
     def knowledge(self, name: str) -> float:
         k = self.cfg.knowledge

@@ -59,8 +59,9 @@ def metrics_stage(state: StudyState) -> Stage:
     def compute(st: Stage) -> dict:
         import pandas as pd
 
+        from first_eval.arms import compute_arm_comparisons, compute_arm_results, holm_adjust
         from first_eval.predictions import read_predictions, write_predictions
-        from first_eval.results import compute_comparisons, compute_results
+        from first_eval.results import compute_results
 
         frames = []
         for (model, dataset), path in state.predictions.items():
@@ -71,17 +72,65 @@ def metrics_stage(state: StudyState) -> Stage:
         write_predictions(pd.concat(frames, ignore_index=True), table)
         crash_point("metrics")
         frame = read_predictions(table)  # metrics from exactly what is on disk
-        results = compute_results(frame, n_bins=mc.bins, scheme=mc.scheme, bootstrap=mc.bootstrap, seed=cfg.seed)
+        # One row per arm (a model's seed replicas `name@seed` together: seed and item variance),
+        # the replicas' own rows for the seed spread, and paired comparisons of arms with Holm's
+        # correction over the datasets of each (pair, metric) family.
+        results = compute_arm_results(frame, n_bins=mc.bins, scheme=mc.scheme, bootstrap=mc.bootstrap, seed=cfg.seed)
+        seeded = frame[frame["model"].str.contains("@", regex=False)]
+        replicas = (compute_results(seeded, n_bins=mc.bins, scheme=mc.scheme, bootstrap=0, seed=cfg.seed)
+                    if len(seeded) else [])
         comparisons = []
+        digests = {(model, dataset): digest for model, dataset, digest in tables}
         for a, b in cfg.comparisons:
-            comparisons += compute_comparisons(frame, a, b, n_bins=mc.bins, scheme=mc.scheme,
-                                               bootstrap=mc.bootstrap or 1000, seed=cfg.seed)
+            if _identical(cfg, digests, a, b):
+                continue  # the same predictions (FIRST reduced to top-k KD): nothing to compare
+            comparisons += compute_arm_comparisons(frame, a, b, n_bins=mc.bins, scheme=mc.scheme,
+                                                   bootstrap=mc.bootstrap or 1000, seed=cfg.seed)
+        holm_adjust(comparisons, metrics=("accuracy", "ece", "debiased_ece", "smooth_ece"))
         items = {str(k): int(v) for k, v in frame.groupby("dataset", sort=False)["id"].nunique().items()}
         write_json_atomic(st.path / rundir.METRICS_FILE,
-                          {"results": results, "comparisons": comparisons, "items": items})
+                          {"results": results, "replicas": replicas, "comparisons": comparisons, "items": items})
         return {"rows": len(frame)}
 
     return state.ensure(st, compute)
+
+
+def _identical(cfg, digests: dict, a: str, b: str) -> bool:
+    """Whether arms ``a`` and ``b`` have byte-identical predictions on every dataset."""
+    ra, rb = cfg.replicas(a), cfg.replicas(b)
+    datasets = {d for _, d in digests}
+    return len(ra) == len(rb) and all(digests.get((x, d)) == digests.get((y, d))
+                                      for x, y in zip(ra, rb) for d in datasets)
+
+
+def environment() -> dict:
+    """What the numbers were computed on: CPU or GPU model, threads, library versions and the
+    determinism settings (same inputs give the same numbers on one machine; other machines'
+    kernels may differ in the last bits)."""
+    import os
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    env = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+           "platform": platform.platform(), "python": platform.python_version(),
+           "torch": torch.__version__, "cuda": torch.version.cuda,
+           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+           "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+           "cudnn_deterministic": bool(torch.backends.cudnn.deterministic)}
+    for name in ("transformers", "accelerate", "numpy"):
+        try:
+            env[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return env
 
 
 def write_outputs(state: StudyState, work: Path) -> None:
@@ -94,11 +143,14 @@ def write_outputs(state: StudyState, work: Path) -> None:
     versions = package_versions()
     edges = np.linspace(0.0, 1.0, mc.bins + 1).tolist() if mc.scheme == "width" else None
     write_json_atomic(work / rundir.METRICS_FILE, {
-        "results": computed["results"], "comparisons": computed["comparisons"],
+        "results": computed["results"], "replicas": computed.get("replicas", []),
+        "comparisons": computed["comparisons"], "roles": {d.display: d.role for d in state.datasets},
+        "environment": environment(),
+        "reduced": sorted(state.reduced), "selected": {k: list(v) for k, v in state.selected.items()},
         "metadata": {"study": cfg.name, "config_hash": cfg.hash(), "seed": cfg.seed,
                      "bins": mc.bins, "scheme": mc.scheme, "bin_edges": edges, "bootstrap": mc.bootstrap,
                      "versions": versions,
-                     "command": f"first-eval metrics {rundir.PREDICTIONS_FILE} --json --bins {mc.bins} "
+                     "command": f"first-eval metrics {rundir.PREDICTIONS_FILE} --json --arms --bins {mc.bins} "
                                 f"--scheme {mc.scheme} --bootstrap {mc.bootstrap} --seed {cfg.seed}"},
     })
     if state.trajectory:

@@ -73,20 +73,22 @@ def build_plan(state: StudyState, *, write_outputs: Callable[[], Any], write_rep
     knowledge studies, then ``write_outputs`` (metrics) and ``write_report``."""
     cfg, costs, plan = state.cfg, StageCosts(state), Plan()
     costed_stores: set[tuple] = set()  # a teacher's top-k is extracted once, for its first student
-    for m in _build_order(list(cfg.models)):
+    models = list(cfg.expanded_models())  # an arm's seed replicas, name@seed, each its own model
+    for m in _build_order(models):
         plan.add(_model_title(m), lambda m=m: state.build_model(m), costs.build(m, costed_stores))
-    scored = [m for m in cfg.models if m.kind != "posthoc"]
+    scored = [m for m in models if m.kind != "posthoc"]
     for d in state.datasets:
         for m in scored:
             plan.add(f"score {m.name} on {d.display}", lambda m=m, d=d: state.score(m.name, d), costs.score(m.name, d))
-    for m in cfg.models:
+    for m in models:
         if m.kind == "posthoc":
-            plan.add(f"{m.name}: cross-fitted {m.posthoc.method} on {m.posthoc.model}'s predictions",
+            how = "fitted on validation" if m.posthoc.fit == "val" else "cross-fitted on each dataset (oracle)"
+            plan.add(f"{m.name}: {m.posthoc.method} {how}, on {m.posthoc.model}'s predictions",
                      lambda m=m: state.posthoc(m))
     if cfg.trajectory:
         t = cfg.trajectory
-        plan.add(f"trajectory: score {t.model}'s checkpoints on {t.dataset}", state.run_trajectory,
-                 costs.trajectory())
+        on = ", ".join(t.datasets) if t.datasets else "every dataset"
+        plan.add(f"trajectory: score {t.model}'s checkpoints on {on}", state.run_trajectory, costs.trajectory())
     if cfg.knowledge:
         for name in cfg.knowledge.models:
             plan.add(f"concentrated knowledge of {name}", lambda name=name: state.run_knowledge(name),

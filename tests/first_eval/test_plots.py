@@ -121,7 +121,7 @@ def test_paired_differences_accepts_objects_and_metrics_json_dicts():
 def test_trajectory_one_panel_per_metric_sorted_by_step():
     rows = [{"model": "t", "dataset": "d", "step": s, "ece": e, "accuracy": a}
             for s, e, a in ((20, 0.2, 0.7), (0, 0.1, 0.3), (40, 0.3, 0.9))]
-    fig = plots.trajectory_figure(rows)
+    fig = plots.trajectory_figure(rows, metrics=("ece", "accuracy"))
     assert len(fig.data) == 2
     assert list(fig.data[0].x) == [0, 20, 40] and list(fig.data[0].y) == [0.1, 0.2, 0.3]
     assert plots.trajectory_figure(rows, metrics=("nll",)).layout.annotations  # empty: a message

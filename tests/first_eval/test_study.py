@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import os
 import shutil
 import signal
@@ -27,22 +28,15 @@ def test_default_config_is_valid():
     cfg = StudyConfig.from_yaml(default_config_path())
     kinds = {m.name: m.kind for m in cfg.models}
     assert kinds["base"] == "spec" and kinds["teacher"] == "finetune" and kinds["teacher+ts"] == "posthoc"
-    assert {m.distill.loss for m in cfg.models if m.distill} == {"topk", "first", "rs-kd"}
-    assert [d.role for d in cfg.datasets] == ["in-domain", "near-ood", "far-ood"]
+    assert {m.distill.loss for m in cfg.models if m.distill} == {"topk", "first"}
+    assert cfg.validation is not None and cfg.validation.split == "val"
+    assert all(cfg.seeds_of(m.name) == (0, 1, 2) for m in cfg.models if m.name.startswith("student"))
+    # the teachers are one fine-tuning run, three ways of picking its checkpoint
+    runs = {m.name: m.finetune for m in cfg.models if m.name.startswith("teacher") and m.finetune}
+    assert {r.select for r in runs.values()} == {"val-accuracy", "val-ece", "last"}
+    assert len({replace(r, select="last") for r in runs.values()}) == 1
+    assert [d.role for d in cfg.datasets] == ["in-domain", "near-ood", "far-ood", "validation"]
     assert cfg.hash() == StudyConfig.from_yaml(default_config_path()).hash()
-
-
-def test_longer_students_config_is_the_default_with_longer_students():
-    default = StudyConfig.from_yaml(default_config_path())
-    longer = StudyConfig.from_yaml(default_config_path().with_name("longer-students.yaml"))
-    students = {m.name for m in longer.models if m.name.startswith("student-")}
-    assert students == {"student-ce", "student-topk", "student-first"}
-    for m in longer.models:
-        recipe = m.finetune or m.distill
-        if m.name in students:
-            assert recipe.epochs == 3
-        else:  # the same teacher recipe, so the default study's cached teacher and top-k are reused
-            assert m == default.model(m.name)
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -106,13 +100,15 @@ def test_default_plan_costs_training_and_large_datasets_most(tmp_path):
     plan = StudyRunner(StudyConfig.from_yaml(default_config_path()), tmp_path / "out").plan()
     cost = dict(zip(plan.titles, plan.costs))
     teacher = cost["fine-tune teacher from smollm2-135m on countries/train"]
-    assert teacher == max(plan.costs)
-    # 30 layers against 6: the teacher's scoring costs 5× a student's on the same dataset.
-    assert cost["score teacher on mmlu"] == pytest.approx(5 * cost["score student-ce on mmlu"])
+    trajectory = cost["trajectory: score teacher's checkpoints on every dataset"]
+    assert max(teacher, trajectory) == max(plan.costs)
+    # Top 12 layers trained against top 4: a teacher checkpoint's scoring costs 3× a student's.
+    assert cost["score teacher on mmlu"] == pytest.approx(3 * cost["score student-ce@0 on mmlu"])
+    assert cost["score base on mmlu"] == pytest.approx(2.5 * cost["score teacher on mmlu"])
     assert cost["score teacher on mmlu"] > cost["score teacher on countries"]
     # Only the first student of a teacher pays for extracting its top-k.
-    assert cost["distill student-topk (topk) from teacher"] > cost["distill student-first (first) from teacher"]
-    assert cost["distill student-first (first) from teacher"] == cost["distill student-rskd (rs-kd) from teacher"]
+    assert cost["distill student-topk@0 (topk) from teacher"] > cost["distill student-first@0 (first) from teacher"]
+    assert cost["distill student-first@0 (first) from teacher"] == cost["distill student-topk@1 (topk) from teacher"]
     assert cost["report"] == cost["metrics, bootstrap CIs and paired tests"] == 0
 
 
@@ -151,12 +147,20 @@ def tiny_study(model_dir: Path) -> dict:
         "name": "tiny", "seed": 0,
         "datasets": [{"name": "countries", "split": "test", "role": "in-domain", "limit": 12},
                      {"name": "countries-ood", "role": "near-ood", "limit": 8},
-                     {"name": "mmlu", "role": "far-ood", "limit": 8}],
+                     {"name": "mmlu", "role": "far-ood", "limit": 8},
+                     {"name": "countries", "split": "val", "role": "validation", "limit": 10, "label": "val"}],
         "models": [
             {"name": "base", "spec": str(model_dir)},
-            {"name": "teacher", "finetune": {"model": str(model_dir), "save_every": 2, **common}},
-            {"name": "teacher+ts", "posthoc": {"model": "teacher", "method": "temperature", "folds": 2}},
-            {"name": "student-ce", "finetune": {"model": student, **common}},
+            {"name": "teacher", "finetune": {"model": str(model_dir), "save_every": 2, "select": "val-accuracy",
+                                             **common}},
+            {"name": "teacher-es", "finetune": {"model": str(model_dir), "save_every": 2, "select": "val-ece",
+                                                **common}},
+            {"name": "teacher+ts", "posthoc": {"model": "teacher", "method": "temperature"}},
+            {"name": "teacher+ts-oracle", "posthoc": {"model": "teacher", "method": "temperature", "fit": "cross",
+                                                      "folds": 2}},
+            {"name": "student-ce", "seeds": [0, 1], "finetune": {"model": str(model_dir), "train_top_layers": 1,
+                                                                **common}},
+            {"name": "student-ce+ts", "posthoc": {"model": "student-ce", "method": "temperature"}},
             {"name": "student-topk", "distill": {"student": student, "teacher": "teacher", "loss": "topk", "k": 5,
                                                  **common}},
             {"name": "student-first", "distill": {"student": student, "teacher": "teacher", "loss": "first", "k": 5,
@@ -164,8 +168,8 @@ def tiny_study(model_dir: Path) -> dict:
         ],
         "scorer": {"template": "plain", "shots": 0, "batch_tokens": 2048},
         "metrics": {"bins": 10, "scheme": "width", "bootstrap": 50},
-        "comparisons": [["student-first", "student-ce"], ["teacher", "base"]],
-        "trajectory": {"model": "teacher", "dataset": "countries"},
+        "comparisons": [["student-first", "student-ce"], ["teacher", "base"], ["student-ce+ts", "student-ce"]],
+        "trajectory": {"model": "teacher"},
         "knowledge": {"models": ["base", "teacher"], "dataset": "countries", "split": "test", "limit": 4, "max_k": 8},
     }
 
@@ -199,15 +203,34 @@ def test_tiny_study_writes_the_run_directory(tiny_run):
     assert " left)" in log  # and the time left, once a costed stage has run
     metrics = json.loads((out / "metrics.json").read_text())
     models = {r["model"] for r in metrics["results"]}
-    assert models == {"base", "teacher", "teacher+ts", "student-ce", "student-topk", "student-first"}
-    assert {r["dataset"] for r in metrics["results"]} == {"countries", "countries-ood", "mmlu"}
-    assert all("ece_ci" in r for r in metrics["results"])
-    assert {(c["model_a"], c["model_b"]) for c in metrics["comparisons"]} == {("student-first", "student-ce"),
-                                                                             ("teacher", "base")}
+    assert models == {"base", "teacher", "teacher-es", "teacher+ts", "teacher+ts-oracle", "student-ce",
+                      "student-ce+ts", "student-topk", "student-first"}
+    assert {r["dataset"] for r in metrics["results"]} == {"countries", "countries-ood", "mmlu", "val"}
+    assert metrics["roles"]["val"] == "validation"
+    assert all("ece_ci" in r and "confidence_gap_ci" in r for r in metrics["results"])
+    # an arm of two seeds: one row, its replicas' rows beside it
+    ce = next(r for r in metrics["results"] if r["model"] == "student-ce" and r["dataset"] == "countries")
+    assert ce["n_seeds"] == 2 and ce["seeds"] == [0, 1] and len(ce["accuracy_seeds"]) == 2
+    assert {r["model"] for r in metrics["replicas"]} == {"student-ce@0", "student-ce@1", "student-ce+ts@0",
+                                                        "student-ce+ts@1"}
+    pairs = {(c["model_a"], c["model_b"]) for c in metrics["comparisons"]}
+    assert {("teacher", "base"), ("student-ce+ts", "student-ce")} <= pairs
+    assert all("p_holm" in c["differences"]["ece"] and "mde" in c["differences"]["ece"]
+               for c in metrics["comparisons"])
+    env = metrics["environment"]
+    assert env["torch_threads"] >= 1 and env["torch"] and "deterministic_algorithms" in env
+    # the teachers are checkpoints of one fine-tuning run, picked on validation
+    assert set(metrics["selected"]) == {"teacher", "teacher-es"}
     traj = json.loads((out / "trajectory.json").read_text())
-    assert [t["step"] for t in traj][0] == 0 and len(traj) >= 3  # base, checkpoints, final
+    assert {t["dataset"] for t in traj} == {"countries", "countries-ood", "mmlu", "val"}
+    steps = sorted({t["step"] for t in traj})
+    assert steps[0] == 0 and len(steps) >= 3  # base, checkpoints, final
+    rules = {rule for t in traj for rule in t["selected_by"]}
+    assert rules == {"val-accuracy", "val-ece"}
+    assert all("ece_ci" in t and "confidence_gap_ci" in t for t in traj)
     # Each point is its own model's predictions (not one cache slot shared by every checkpoint).
-    assert len({t["nll"] for t in traj}) == len(traj)
+    one = [t for t in traj if t["dataset"] == "countries"]
+    assert len({t["nll"] for t in one}) == len(one)
     cal = json.loads((out / "calibration.json").read_text())
     assert cal[0]["ece_after"] <= cal[0]["ece_before"]
     html = (out / "index.html").read_text()
@@ -221,8 +244,9 @@ def test_metrics_json_equals_the_metrics_command(tiny_run):
     out = tiny_run["out"]
     metrics = json.loads((out / "metrics.json").read_text())
     meta = metrics["metadata"]
+    assert meta["command"].startswith("first-eval metrics predictions.parquet --json --arms")
     proc = subprocess.run([sys.executable, "-m", "first_eval.cli", "metrics", str(out / "predictions.parquet"),
-                           "--json", "--bins", str(meta["bins"]), "--scheme", meta["scheme"],
+                           "--json", "--arms", "--bins", str(meta["bins"]), "--scheme", meta["scheme"],
                            "--bootstrap", str(meta["bootstrap"]), "--seed", str(meta["seed"])],
                           capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -27,7 +27,7 @@ def small_study(model_dir: Path, *, trajectory: bool = True) -> dict:
             {"name": "base", "spec": str(model_dir)},
             {"name": "teacher", "finetune": {"model": str(model_dir), "dataset": "countries", "limit": 16,
                                              "epochs": 1, "lr": 1e-3, "batch_size": 4, "save_every": 2}},
-            {"name": "teacher+ts", "posthoc": {"model": "teacher", "method": "temperature", "folds": 2}},
+            {"name": "teacher+ts", "posthoc": {"model": "teacher", "method": "temperature", "fit": "cross", "folds": 2}},
         ],
         "scorer": {"template": "plain", "shots": 0, "batch_tokens": 64},  # several batches per dataset
         "metrics": {"bins": 5, "scheme": "width", "bootstrap": 20},

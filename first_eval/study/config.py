@@ -33,6 +33,7 @@ SELECT = ("last", "val-accuracy", "val-ece")
 LOSSES = ("first", "first-authors", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
 TOPK_LOSSES = ("first", "first-authors", "topk", "topk-rest")
 POSTHOC = ("temperature", "histogram", "isotonic")
+SCHEDULES = ("linear", "cosine", "constant")
 
 
 def _check_keys(obj: dict, cls: type, where: str) -> None:
@@ -73,6 +74,7 @@ class FinetuneRecipe:
     lr: float = field(default=1e-4, metadata={"help": "Peak learning rate (AdamW)."})
     batch_size: int = field(default=8, metadata={"help": "Items per step."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear learning-rate warm-up steps."})
+    schedule: str = field(default="linear", metadata={"help": "Learning-rate schedule after warm-up: linear, cosine or constant."})
     save_every: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: only at the end)."})
     limit: int | None = field(default=None, metadata={"help": "Use at most N training items."})
     train_top_layers: int | None = field(default=None, metadata={
@@ -81,6 +83,9 @@ class FinetuneRecipe:
         "help": f"Which checkpoint is the model: {', '.join(SELECT)} (val-*: on the study's validation set)."})
 
     def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"finetune recipe for {self.model!r}: schedule must be one of {', '.join(SCHEDULES)}, "
+                            f"got {self.schedule!r}")
         if self.select not in SELECT:
             raise UserError(f"finetune recipe for {self.model!r}: select must be one of {', '.join(SELECT)}, "
                             f"got {self.select!r}")
@@ -107,6 +112,7 @@ class DistillRecipe:
     lr: float = field(default=1e-4, metadata={"help": "Peak learning rate."})
     batch_size: int = field(default=8, metadata={"help": "Items per step."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear learning-rate warm-up steps."})
+    schedule: str = field(default="linear", metadata={"help": "Learning-rate schedule after warm-up: linear, cosine or constant."})
     limit: int | None = field(default=None, metadata={"help": "Use at most N items."})
     train_top_layers: int | None = field(default=None, metadata={
         "help": "Train only the student's last N decoder layers (the frozen rest is computed once per item)."})
@@ -118,6 +124,8 @@ class DistillRecipe:
         "help": "The authors' linear normalization epsilon (loss topk)."})
 
     def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"distill recipe: schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.warmup_steps < 0:
             raise UserError(f"distill recipe: warmup_steps must be ≥ 0, got {self.warmup_steps}")
         if self.train_top_layers is not None and self.train_top_layers < 1:

@@ -52,7 +52,8 @@ def metrics_stage(state: StudyState) -> Stage:
     """
     cfg, mc = state.cfg, state.cfg.metrics
     tables = [[model, dataset, file_digest(path)] for (model, dataset), path in state.predictions.items()]
-    st = state.stage("metrics", {"tables": tables, "bins": mc.bins, "scheme": mc.scheme,
+    validation = sorted(d.display for d in state.datasets if d.role == "validation")
+    st = state.stage("metrics", {"tables": tables, "bins": mc.bins, "scheme": mc.scheme, "validation": validation,
                                  "bootstrap": mc.bootstrap, "seed": cfg.seed,
                                  "comparisons": [list(pair) for pair in cfg.comparisons]})
 
@@ -86,7 +87,9 @@ def metrics_stage(state: StudyState) -> Stage:
                 continue  # the same predictions (FIRST reduced to top-k KD): nothing to compare
             comparisons += compute_arm_comparisons(frame, a, b, n_bins=mc.bins, scheme=mc.scheme,
                                                    bootstrap=mc.bootstrap or 1000, seed=cfg.seed)
-        holm_adjust(comparisons, metrics=("accuracy", "ece", "debiased_ece", "smooth_ece"))
+        # Holm's family: the datasets a verdict reads (validation rows are fit data, not evidence).
+        holm_adjust([c for c in comparisons if c["dataset"] not in validation],
+                    metrics=("accuracy", "ece", "debiased_ece", "smooth_ece"))
         items = {str(k): int(v) for k, v in frame.groupby("dataset", sort=False)["id"].nunique().items()}
         write_json_atomic(st.path / rundir.METRICS_FILE,
                           {"results": results, "replicas": replicas, "comparisons": comparisons, "items": items})

@@ -170,7 +170,8 @@ class StudyState:
         r = m.finetune
         base = self.resolve(r.model)
         cfg = FinetuneConfig(model=base, dataset=r.dataset, split=r.split, limit=r.limit, out="-", epochs=r.epochs,
-                             lr=r.lr, batch_size=r.batch_size, warmup_steps=r.warmup_steps, save_every=r.save_every,
+                             lr=r.lr, batch_size=r.batch_size, warmup_steps=r.warmup_steps, schedule=r.schedule,
+                             save_every=r.save_every,
                              seed=self.seed_of(m), train_top_layers=r.train_top_layers,
                              template=self.cfg.scorer.template, progress=self.progress)
         # The key holds every training option that shapes the result, defaults included (so a changed
@@ -314,7 +315,7 @@ class StudyState:
             loss = "topk"
             self.reduced.add(m.name)
         cfg = DistillConfig(student=r.student, store="-", out="-", loss=loss, alpha=r.alpha, epochs=r.epochs,
-                            lr=r.lr, batch_size=r.batch_size, warmup_steps=r.warmup_steps,
+                            lr=r.lr, batch_size=r.batch_size, warmup_steps=r.warmup_steps, schedule=r.schedule,
                             train_top_layers=r.train_top_layers, student_c=r.student_c,
                             label_smoothing=r.label_smoothing, norm_eps=r.norm_eps, seed=self.seed_of(m),
                             teacher=self.resolve(r.teacher), progress=self.progress)

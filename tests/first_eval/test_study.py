@@ -30,7 +30,14 @@ def test_default_config_is_valid():
     assert kinds["base"] == "spec" and kinds["teacher"] == "finetune" and kinds["teacher+ts"] == "posthoc"
     assert {m.distill.loss for m in cfg.models if m.distill} == {"topk", "first"}
     assert cfg.validation is not None and cfg.validation.split == "val"
-    assert all(cfg.seeds_of(m.name) == (0, 1, 2) for m in cfg.models if m.name.startswith("student"))
+    # one seed per student here (the 30-minute budget); default-seeds.yaml is the same study with three
+    seeded = StudyConfig.from_yaml(default_config_path().with_name("default-seeds.yaml"))
+    for m in seeded.models:
+        if m.name.startswith("student") and m.kind != "posthoc":
+            assert seeded.seeds_of(m.name) == (0, 1, 2)
+            assert replace(m, seeds=None) == cfg.model(m.name)  # seed 0 is the default's model (a cache hit)
+        else:
+            assert m == cfg.model(m.name)
     # the teachers are one fine-tuning run, three ways of picking its checkpoint
     runs = {m.name: m.finetune for m in cfg.models if m.name.startswith("teacher") and m.finetune}
     assert {r.select for r in runs.values()} == {"val-accuracy", "val-ece", "last"}
@@ -102,13 +109,12 @@ def test_default_plan_costs_training_and_large_datasets_most(tmp_path):
     teacher = cost["fine-tune teacher from smollm2-135m on countries/train"]
     trajectory = cost["trajectory: score teacher's checkpoints on every dataset"]
     assert max(teacher, trajectory) == max(plan.costs)
-    # Top 12 layers trained against top 4: a teacher checkpoint's scoring costs 3× a student's.
-    assert cost["score teacher on mmlu"] == pytest.approx(3 * cost["score student-ce@0 on mmlu"])
+    # Top 12 layers trained, teacher and students alike: they score at the same cost.
+    assert cost["score teacher on mmlu"] == pytest.approx(cost["score student-ce on mmlu"])
     assert cost["score base on mmlu"] == pytest.approx(2.5 * cost["score teacher on mmlu"])
     assert cost["score teacher on mmlu"] > cost["score teacher on countries"]
     # Only the first student of a teacher pays for extracting its top-k.
-    assert cost["distill student-topk@0 (topk) from teacher"] > cost["distill student-first@0 (first) from teacher"]
-    assert cost["distill student-first@0 (first) from teacher"] == cost["distill student-topk@1 (topk) from teacher"]
+    assert cost["distill student-topk (topk) from teacher"] > cost["distill student-first (first) from teacher"]
     assert cost["report"] == cost["metrics, bootstrap CIs and paired tests"] == 0
 
 
@@ -215,7 +221,8 @@ def test_tiny_study_writes_the_run_directory(tiny_run):
                                                         "student-ce+ts@1"}
     pairs = {(c["model_a"], c["model_b"]) for c in metrics["comparisons"]}
     assert {("teacher", "base"), ("student-ce+ts", "student-ce")} <= pairs
-    assert all("p_holm" in c["differences"]["ece"] and "mde" in c["differences"]["ece"]
+    # Holm's family is the evaluation datasets; validation rows are not evidence
+    assert all(("p_holm" in c["differences"]["ece"]) == (c["dataset"] != "val") and "mde" in c["differences"]["ece"]
                for c in metrics["comparisons"])
     env = metrics["environment"]
     assert env["torch_threads"] >= 1 and env["torch"] and "deterministic_algorithms" in env

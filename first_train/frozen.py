@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from first_eval.errors import UserError
 from first_eval.layers import _inner, bottom_hidden, decoder_layers, top_layers_only
 from first_train.data import example_tokens
 

@@ -235,6 +235,13 @@ def test_calibrate_records_the_fit_in_the_manifest(calibrated_store):
 # ------------------------------------------------------------------------------- distill
 
 
+# Each step's loss is of another batch of the 32 stored items, so "the last below the first" compares
+# batches. For first-authors (small and flat at c = 0.5) the batch noise is larger than 4 steps' descent
+# on the countries v2 items (0.0321 -> 0.0339); with every step on all 32 items it is one batch, and
+# the descent shows.
+BATCH = {"first-authors": 32}
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_distill_every_loss_writes_a_model_the_scorer_loads(loss, tmp_path, calibrated_store, reshape_store,
                                                            tiny_model_dir):
@@ -249,7 +256,7 @@ def test_distill_every_loss_writes_a_model_the_scorer_loads(loss, tmp_path, cali
     out = tmp_path / loss
     result = run_distill(DistillConfig(student=str(tiny_model_dir), store=str(calibrated_store), out=str(out),
                                        loss=loss, alpha=0.1 if loss == "topk" else 0.0, max_steps=4,
-                                       progress=False, lr=1e-2))
+                                       progress=False, lr=1e-2, batch_size=BATCH.get(loss, 8)))
     assert result.steps == 4 and all(np.isfinite(result.losses))
     assert result.losses[-1] < result.losses[0]
     record = json.loads((out / "first_train.json").read_text())

@@ -284,13 +284,13 @@ class StudyState:
         _, examples = load_examples(r.dataset, split, None, tokenizer, template=self.cfg.scorer.template)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         readout = read_teacher(model.eval(), examples, k=TopKStore(store_dir).k, pad_id=pad_id)
-        raw = answer_probs_from_topk(readout.topk_ids, readout.topk_probs, readout.option_ids)
         if chosen.get("method") == "temperature":
             from first_train.calibrate import answer_probs_from_logits
 
-            fitted = answer_probs_from_logits(readout.letter_logits, temperature=chosen["temperature"])
             raw = answer_probs_from_logits(readout.letter_logits)
+            fitted = answer_probs_from_logits(readout.letter_logits, temperature=chosen["temperature"])
         else:
+            raw = answer_probs_from_topk(readout.topk_ids, readout.topk_probs, readout.option_ids)
             fitted = answer_probs_from_topk(readout.topk_ids, readout.topk_probs, readout.option_ids,
                                             c=chosen["temperature"])
         mc = self.cfg.metrics

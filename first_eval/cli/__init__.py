@@ -25,14 +25,15 @@ def _root() -> None:
     """Measure how trustworthy (accurate and calibrated) language models are."""
 
 
-_COMMANDS = ("run", "score", "metrics", "report", "knowledge")
+_COMMANDS = ("run", "score", "metrics", "report", "import", "knowledge")
+_MODULES = {"import": "imports"}  # `import` is a keyword
 
 
 def _register() -> None:
     import importlib
 
     for name in _COMMANDS:
-        importlib.import_module(f"first_eval.cli.{name}").register(app)
+        importlib.import_module(f"first_eval.cli.{_MODULES.get(name, name)}").register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from first_eval.report.claims import Claim, check_claims
 from first_eval.report.html import render_html
 from first_eval.report.markdown import render_markdown, roles_of
 
-__all__ = ["Claim", "build_report", "check_claims"]
+__all__ = ["Claim", "build_report", "check_claims", "is_predictions_run"]
 
 
 def with_confidence(run) -> list[dict]:
@@ -42,6 +42,12 @@ def with_confidence(run) -> list[dict]:
     return rows
 
 
+def is_predictions_run(run) -> bool:
+    """Whether the run was made from a predictions table alone (``first-eval report --predictions``)."""
+    source = run.info.get("source")
+    return isinstance(source, dict) and source.get("kind") == "predictions"
+
+
 def build_report(run_dir: str | Path, *, shown_as: str | Path | None = None) -> tuple[Path, Path]:
     """(Re)write ``report.md`` and ``index.html`` of a run directory; returns their paths.
 
@@ -50,8 +56,13 @@ def build_report(run_dir: str | Path, *, shown_as: str | Path | None = None) -> 
     """
     run = rundir.load_run(run_dir)
     rows = with_confidence(run)
-    claims = check_claims(rows, run.metrics.get("comparisons", []), roles_of(run),
-                          knowledge=run.knowledge, calibration=run.calibration, trajectory=run.trajectory)
+    if is_predictions_run(run):
+        from first_eval.report.from_predictions import findings
+
+        claims = findings(rows, run.metrics.get("comparisons", []), roles_of(run))
+    else:
+        claims = check_claims(rows, run.metrics.get("comparisons", []), roles_of(run),
+                              knowledge=run.knowledge, calibration=run.calibration, trajectory=run.trajectory)
     shown = replace(run, metrics={**run.metrics, "results": rows},
                     path=run.path if shown_as is None else Path(shown_as))
     md_path = run.path / rundir.REPORT_MD

@@ -16,7 +16,7 @@ from first_eval.report.claims import VALIDATION, Claim
 from first_eval.report.markdown import (
     CALIBRATION_HEADER, COMPARISON_HEADER, ECE_CI_NOTE, HEADLINE_HEADER, KNOWLEDGE_HEADER, OTHER_HEADER,
     SEED_HEADER, TRAJECTORY_HEADER, calibration_rows, cell, comparison_rows, environment_items, headline_rows,
-    intro, knowledge_rows, other_rows, roles_of, seed_rows, trajectory_rows,
+    intro, knowledge_rows, lead_title, other_rows, roles_of, seed_rows, trajectory_rows,
 )
 
 _CSS = """
@@ -127,7 +127,7 @@ def render_html(run, claims: list[Claim]) -> str:
     parts.append(f"<h1>Study: {_e(info.get('study', run.name))}</h1>")
     parts.append(f"<p class='muted'>{intro(run, _e, lambda s: f'<code>{_e(s)}</code>')}</p>")
     # 1. The answer.
-    parts.append("<h2>What held and what did not</h2><ul class='verdicts'>")
+    parts.append(f"<h2>{_e(lead_title(run))}</h2><ul class='verdicts'>")
     for c in claims:
         cls = _e(c.verdict.replace(" ", "-"))
         key = f" — <b>{_e(c.key)}</b>" if c.key else ""

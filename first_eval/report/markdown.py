@@ -225,12 +225,30 @@ def intro(run, esc=str, code=None) -> str:
     format, ``code`` (default ``esc``) also marks it as code."""
     info, meta = run.info, run.metrics.get("metadata", {})
     code = code or esc
+    source = info.get("source")
+    if isinstance(source, dict) and source.get("kind") == "predictions":
+        readings = ", ".join(source.get("readings") or [])
+        return (f"Run {code(run.name)}, created {esc(info.get('created', '?'))} from the predictions table "
+                f"{code(source.get('path', '?'))} (digest {code(source.get('digest', '?'))}"
+                + (f"; reading {esc(readings)}" if readings else "") + "); no model was run. Confidence is the "
+                f"top-label option probability; ECE uses {esc(meta.get('bins', '?'))} {esc(meta.get('scheme', '?'))} "
+                f"bins; 95% CIs from {esc(meta.get('bootstrap', 0))} bootstrap resamples; paired comparisons on "
+                "the items both models answered. Significance is a Holm-adjusted p below 0.05 (one family per "
+                "pair of models and metric, over the datasets).")
     return (f"Run {code(run.name)}, created {esc(info.get('created', '?'))}; config hash "
             f"{code(info.get('config_hash', '?'))}; seed {esc(info.get('seed', '?'))}. Confidence is the "
             f"top-label option probability; ECE uses {esc(meta.get('bins', '?'))} {esc(meta.get('scheme', '?'))} "
             f"bins; 95% CIs from {esc(meta.get('bootstrap', 0))} bootstrap resamples. Significance is a "
             "Holm-adjusted p below 0.05; validation datasets are used for fitting and selection only and never "
             "enter a verdict.")
+
+
+def lead_title(run) -> str:
+    """The heading of the verdict list: the paper's claims for a study, findings for a predictions run."""
+    source = run.info.get("source")
+    if isinstance(source, dict) and source.get("kind") == "predictions":
+        return "What it found"
+    return "What held and what did not"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -242,7 +260,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def render_markdown(run, claims: list[Claim]) -> str:
     info, meta = run.info, run.metrics.get("metadata", {})
     out = [f"# Study: {_md(info.get('study', run.name))}", "", intro(run, _md, lambda s: f"`{_md(s)}`")]
-    out += ["", "## What held and what did not", ""]
+    out += ["", f"## {lead_title(run)}", ""]
     for c in claims:
         key = f" — {_md(c.key)}" if c.key else ""
         out.append(f"- **{_md(c.verdict)}** — {_md(c.claim)}{key}  ")

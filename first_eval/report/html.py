@@ -16,8 +16,11 @@ from first_eval.report.claims import VALIDATION, Claim
 from first_eval.report.markdown import (
     CALIBRATION_HEADER, COMPARISON_HEADER, ECE_CI_NOTE, HEADLINE_HEADER, KNOWLEDGE_HEADER, OTHER_HEADER,
     SEED_HEADER, TRAJECTORY_HEADER, calibration_rows, cell, comparison_rows, environment_items, headline_rows,
-    intro, knowledge_rows, lead_title, other_rows, roles_of, seed_rows, trajectory_rows,
+    intro, knowledge_rows, lead_title, title_of, other_rows, roles_of, seed_rows, trajectory_rows,
 )
+
+FIRST_ARM = "student-first"
+"""The arm the "FIRST against its baselines" figure is drawn for (check_claims' default name)."""
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;
@@ -27,9 +30,11 @@ table{border-collapse:collapse;font-size:.88em;margin:1em 0}th,td{border:1px sol
 text-align:left;vertical-align:top}th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .verdict{font-weight:600;padding:.1em .4em;border-radius:3px}.held{background:#d8f0d8}
 .did-not-hold{background:#f6d6d6}.mixed{background:#f6ecc8}.not-measured,.within-noise{background:#e8e8e8}
-.reduced-to-top-k-KD{background:#dde8f6}
+.reduced-to-top-k-KD{background:#dde8f6}.over-confident,.under-confident{background:#f6ecc8}
 .muted{color:#666;font-size:.9em}.fig{margin:1em 0}details{margin:.6em 0}summary{cursor:pointer;font-weight:600}
-ul.verdicts li{margin:.5em 0}
+ul.verdicts{padding-left:1.2em}ul.verdicts li{margin:.35em 0}b.key{font-variant-numeric:tabular-nums}
+details.evidence{display:inline;margin:0 0 0 .4em}details.evidence summary{display:inline;font-weight:400;
+color:#06c;font-size:.85em}details.evidence[open]{display:block;margin:.2em 0 .4em 1em}
 """
 
 
@@ -74,11 +79,13 @@ def _pooled(run, roles: dict[str, str]):
     return out
 
 
-def _figures(run) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(section title, html) of every figure built from the run's files: the main ones (the
-    trajectory first) and the paired-difference ones."""
+def _figures(run) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
+    """(section title, html) of every figure built from the run's files: the ones that carry the
+    verdicts (the trajectory, the reliability diagram of each dataset, FIRST against its
+    baselines), the others, and the paired-difference ones."""
     from first_eval import plots
     from first_eval.calibration import reliability_diagram
+    from first_eval.report import is_predictions_run
 
     meta = run.metrics.get("metadata", {})
     roles = roles_of(run)
@@ -91,31 +98,37 @@ def _figures(run) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         by_dataset[dataset][arm] = reliability_diagram(probs, labels, n_bins=n_bins, scheme=scheme)
         conf[dataset][arm] = probs.max(axis=1)
     ece = {(r["model"], r["dataset"]): r["ece"] for r in run.results}
-    out: list[tuple[str, str]] = []
+    main: list[tuple[str, str]] = []
+    more: list[tuple[str, str]] = []
     if run.trajectory:
-        out.append(("The mis-calibration trajectory", _fig(plots.trajectory_figure(run.trajectory))))
-    out.append(("Calibration against accuracy", _fig(plots.ece_accuracy_figure(shown, colors=colors))))
-    out.append(("In domain and out of domain", _fig(plots.id_ood_figure(shown, roles, colors=colors))))
+        main.append(("The mis-calibration trajectory", _fig(plots.trajectory_figure(run.trajectory))))
     for dataset, diagrams in by_dataset.items():
-        out.append((f"Reliability — {dataset}", _fig(plots.reliability_figure(
+        main.append((f"Reliability — {dataset}", _fig(plots.reliability_figure(
             diagrams, title=f"Reliability diagram — {plots.escape_text(dataset)}", colors=colors,
             ece={m: ece.get((m, dataset), np.nan) for m in diagrams}))))
-        out.append((f"Confidence — {dataset}", _fig(plots.confidence_histogram_figure(
+    comparisons = [c for c in run.metrics.get("comparisons", []) if roles.get(c["dataset"]) != VALIDATION]
+    first = FIRST_ARM
+    if not is_predictions_run(run) and any(first in (c["model_a"], c["model_b"]) for c in comparisons):
+        main.append(("FIRST against its baselines", _fig(plots.baselines_figure(comparisons, first))))
+    more.append(("Calibration against accuracy", _fig(plots.ece_accuracy_figure(shown, colors=colors))))
+    more.append(("In domain and out of domain", _fig(plots.id_ood_figure(shown, roles, colors=colors))))
+    for dataset in by_dataset:
+        more.append((f"Confidence — {dataset}", _fig(plots.confidence_histogram_figure(
             conf[dataset], title=f"Confidence histogram — {plots.escape_text(dataset)}", colors=colors))))
     if run.calibration:
-        out.append(("Temperature grid", _fig(plots.temperature_grid_figure(run.calibration))))
+        more.append(("Temperature grid", _fig(plots.temperature_grid_figure(run.calibration))))
     summaries = plots.knowledge_summaries(run.knowledge)
     if summaries:
-        out.append(("Concentrated knowledge: mass@k", _fig(plots.mass_at_k_figure(summaries))))
-        out.append(("Concentrated knowledge: distribution of mass@5", _fig(plots.mass_distribution_figure(summaries))))
-        out.append(("Concentrated knowledge: KL and bytes against k", _fig(plots.kl_bytes_figure(summaries))))
+        more.append(("Concentrated knowledge: mass@k", _fig(plots.mass_at_k_figure(summaries))))
+        more.append(("Concentrated knowledge: distribution of mass@5", _fig(plots.mass_distribution_figure(summaries))))
+        more.append(("Concentrated knowledge: KL and bytes against k", _fig(plots.kl_bytes_figure(summaries))))
     paired = []
     for c in run.metrics.get("comparisons", []):
         paired.append((f"{c['model_a']} − {c['model_b']} on {c['dataset']}", _fig(plots.paired_differences_figure(
             c["differences"], model_a=c["model_a"], model_b=c["model_b"],
             title=f"{plots.escape_text(c['model_a'])} − {plots.escape_text(c['model_b'])} on "
                   f"{plots.escape_text(c['dataset'])}"))))
-    return out, paired
+    return main, more, paired
 
 
 def render_html(run, claims: list[Claim]) -> str:
@@ -124,21 +137,26 @@ def render_html(run, claims: list[Claim]) -> str:
     info, meta = run.info, run.metrics.get("metadata", {})
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Study {_e(info.get('study', ''))}"
              f"</title><style>{_CSS}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"]
-    parts.append(f"<h1>Study: {_e(info.get('study', run.name))}</h1>")
+    parts.append(f"<h1>{_e(title_of(run))}</h1>")
     parts.append(f"<p class='muted'>{intro(run, _e, lambda s: f'<code>{_e(s)}</code>')}</p>")
-    # 1. The answer.
+    # 1. The answer: one line per claim (verdict, claim, its key number); the evidence folded.
     parts.append(f"<h2>{_e(lead_title(run))}</h2><ul class='verdicts'>")
     for c in claims:
-        cls = _e(c.verdict.replace(" ", "-"))
-        key = f" — <b>{_e(c.key)}</b>" if c.key else ""
-        parts.append(f"<li><span class='verdict {cls}'>{_e(c.verdict)}</span> {_e(c.claim)}{key}<br>"
-                     f"<span class='muted'>{_e(c.evidence)}</span></li>")
+        cls = _e(c.verdict.replace(" ", "-").replace(":", ""))
+        key = f" — <b class='key'>{_e(c.key)}</b>" if c.key else ""
+        evidence = (f"<details class='evidence'><summary>evidence</summary><span class='muted'>{_e(c.evidence)}"
+                    "</span></details>") if c.evidence else ""
+        parts.append(f"<li><span class='verdict {cls}'>{_e(c.verdict)}</span> {_e(c.claim)}{key}{evidence}</li>")
     parts.append("</ul>")
-    # 2. The figures.
-    main, paired = _figures(run)
+    # 2. The figures that carry the verdicts, then the others folded.
+    main, more, paired = _figures(run)
     parts.append("<h2>Figures</h2>")
     for title, fig_html in main:
         parts.append(f"<h3>{_e(title)}</h3>{fig_html}")
+    if more:
+        parts.append(_details(f"More figures ({len(more)}: calibration against accuracy, in and out of domain, "
+                              "confidence histograms, temperature grid, concentrated knowledge)",
+                              "".join(f"<h3>{_e(t)}</h3>{f}" for t, f in more)))
     if paired:
         parts.append(_details(f"Paired differences ({len(paired)} figures)",
                               "".join(f"<h3>{_e(t)}</h3>{f}" for t, f in paired)))

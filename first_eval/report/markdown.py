@@ -243,6 +243,13 @@ def intro(run, esc=str, code=None) -> str:
             "enter a verdict.")
 
 
+def title_of(run) -> str:
+    """``Study: NAME``, or ``Calibration report: NAME`` for a run made from predictions alone."""
+    source = run.info.get("source")
+    kind = "Calibration report" if isinstance(source, dict) and source.get("kind") == "predictions" else "Study"
+    return f"{kind}: {run.info.get('study', run.name)}"
+
+
 def lead_title(run) -> str:
     """The heading of the verdict list: the paper's claims for a study, findings for a predictions run."""
     source = run.info.get("source")
@@ -259,12 +266,16 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def render_markdown(run, claims: list[Claim]) -> str:
     info, meta = run.info, run.metrics.get("metadata", {})
-    out = [f"# Study: {_md(info.get('study', run.name))}", "", intro(run, _md, lambda s: f"`{_md(s)}`")]
+    out = [f"# {_md(title_of(run))}", "", intro(run, _md, lambda s: f"`{_md(s)}`")]
     out += ["", f"## {lead_title(run)}", ""]
     for c in claims:
         key = f" — {_md(c.key)}" if c.key else ""
-        out.append(f"- **{_md(c.verdict)}** — {_md(c.claim)}{key}  ")
-        out.append(f"  {_md(c.evidence)}")
+        out.append(f"- **{_md(c.verdict)}** — {_md(c.claim)}{key}")
+    evidence = [c for c in claims if c.evidence]
+    if evidence:
+        out += ["", "<details><summary>The evidence for each verdict</summary>", ""]
+        out += [f"- *{_md(c.claim)}*: {_md(c.evidence)}" for c in evidence]
+        out += ["", "</details>"]
     out += ["", "Figures (the fine-tuning trajectory, reliability diagrams, paired differences) are in "
             "index.html."]
     out += ["", "## Headline metrics (95% CIs)", ""]

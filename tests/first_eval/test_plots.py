@@ -198,3 +198,26 @@ def test_no_io_or_streamlit_in_plots():
                 for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module or "")])}
     assert imported <= {"__future__", "math", "collections", "typing", "numpy", "plotly"}
     assert "open(" not in inspect.getsource(plots)
+
+
+def test_baselines_figure_reads_model_minus_baseline_whichever_side_it_was_compared_on():
+    from first_eval.plots import baselines_figure
+
+    comps = [
+        {"model_a": "student-first", "model_b": "student-ce", "dataset": "id",
+         "differences": {"accuracy": {"difference": 0.05, "ci": [0.01, 0.09], "p_value": 0.01, "p_holm": 0.02},
+                         "ece": {"difference": -0.03, "ci": [-0.05, -0.01], "p_value": 0.02}}},
+        {"model_a": "student-topk", "model_b": "student-first", "dataset": "id",
+         "differences": {"accuracy": {"difference": 0.04, "ci": [0.00, 0.08], "p_value": 0.05},
+                         "ece": {"difference": 0.02, "ci": [-0.01, 0.05], "p_value": 0.2}}},
+        {"model_a": "teacher", "model_b": "base", "dataset": "id", "differences": {}},
+    ]
+    fig = baselines_figure(comps, "student-first")
+    acc, ece = fig.data
+    assert list(acc.y) == ["student-ce · id", "student-topk · id"]  # the teacher row is not FIRST's
+    np.testing.assert_allclose(acc.x, [0.05, -0.04])
+    np.testing.assert_allclose(ece.x, [-0.03, -0.02])
+    # The flipped row's CI is negated and swapped: [-0.08, -0.00].
+    np.testing.assert_allclose(acc.error_x.arrayminus[1], 0.04)
+    np.testing.assert_allclose(acc.error_x.array[1], 0.04)
+    assert "no paired comparison" in baselines_figure(comps, "nobody").layout.annotations[0].text

@@ -131,3 +131,29 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{p}: expected a mapping at the top level")
     return data
+
+
+def json_lines(path: str | os.PathLike, text: str | None = None) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSON Lines file (or of ``text``,
+    its contents already read).
+
+    Raises
+    ------
+    UserError
+        For a malformed line, or one that is not a JSON object: ``path:line: …``, one line.
+    """
+    from first_eval.errors import UserError
+
+    lines = open(path, encoding="utf-8") if text is None else contextlib.nullcontext(text.splitlines())
+    with lines as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            stripped = raw.strip()
+            if not stripped:
+                continue
+            try:
+                obj = json.loads(stripped)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj

@@ -42,7 +42,7 @@ import pandas as pd
 
 from first_eval.calibration._checks import SUM_TOLERANCE
 from first_eval.errors import UserError
-from first_eval.fileio import atomic_path
+from first_eval.fileio import atomic_path, json_lines
 
 REQUIRED_COLUMNS = ("model", "dataset", "id", "probs", "label")
 OPTIONAL_COLUMNS = ("prompt", "option_mass", "top1_correct", "subject", "split", "n_options")
@@ -85,19 +85,9 @@ def _where(source: str, line: int | None, kind: str) -> str:
 def _parse_jsonl(path: Path) -> tuple[list[dict], list[int]]:
     rows: list[dict] = []
     lines: list[int] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            text = raw.strip()
-            if not text:
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            rows.append(obj)
-            lines.append(lineno)
+    for lineno, obj in json_lines(path):
+        rows.append(obj)
+        lines.append(lineno)
     return rows, lines
 
 

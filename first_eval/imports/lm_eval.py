@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from first_eval.errors import UserError
+from first_eval.fileio import json_lines
 from first_eval.imports import ImportResult
 
 __all__ = ["HarnessTask", "read_lm_eval", "find_runs", "READINGS"]
@@ -230,16 +231,7 @@ def _records(path: Path) -> Iterable[tuple[int, dict]]:
                 raise UserError(f"{path}:{line}: expected a JSON object, got {type(rec).__name__}")
             yield line, rec
         return
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(rec, dict):
-            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-        yield lineno, rec
+    yield from json_lines(path, text)
 
 
 def _float(value: Any, where: str) -> float:

@@ -76,6 +76,7 @@ import pandas as pd
 
 from first_eval.data.items import LETTERS, MAX_CHOICES, MIN_CHOICES
 from first_eval.errors import UserError
+from first_eval.fileio import json_lines
 from first_eval.imports import ImportResult
 
 __all__ = ["READING", "letter_probabilities", "read_openai"]
@@ -208,18 +209,7 @@ def read_openai(
 
 # --------------------------------------------------------------------------- one line
 def _lines(path: Path) -> Iterable[tuple[int, dict]]:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            text = raw.strip()
-            if not text:
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    return json_lines(path)
 
 
 def _row(obj: Mapping[str, Any], where: str, *, model: str | None, dataset: str | None,

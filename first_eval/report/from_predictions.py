@@ -21,9 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import os
-import platform
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import numpy as np
 from first_eval import rundir
 from first_eval.errors import UserError
 from first_eval.fileio import write_json_atomic
+from first_eval.provenance import machine, package_versions
 from first_eval.report.claims import ALPHA, Claim, interval, num, p_of
 
 __all__ = ["findings", "write_predictions_run"]
@@ -42,26 +41,11 @@ COMPARED_METRICS = ("accuracy", "ece", "debiased_ece", "smooth_ece")
 
 
 def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return package_versions(VERSIONED)
 
 
 def _environment() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), **{k: v for k, v in _versions().items() if k != "python"}}
+    return {**machine(), **{k: v for k, v in _versions().items() if k != "python"}}
 
 
 def _pairs(arms: list[str], compare: Sequence[tuple[str, str]] | None) -> list[tuple[str, str]]:

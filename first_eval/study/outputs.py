@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import platform
 import shutil
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from first_eval import rundir
+from first_eval import provenance, rundir
 from first_eval.digest import file_digest
 from first_eval.faults import crash_point
 from first_eval.fileio import atomic_path, write_json_atomic
@@ -31,13 +30,7 @@ PACKAGES = ("first-toolkit", "torch", "transformers", "accelerate", "numpy", "pa
 
 
 def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return provenance.package_versions(PACKAGES)
 
 
 def metrics_stage(state: StudyState) -> Stage:
@@ -110,21 +103,10 @@ def environment() -> dict:
     """What the numbers were computed on: CPU or GPU model, threads, library versions and the
     determinism settings (same inputs give the same numbers on one machine; other machines'
     kernels may differ in the last bits)."""
-    import os
-
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    env = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-           "platform": platform.platform(), "python": platform.python_version(),
-           "torch": torch.__version__, "cuda": torch.version.cuda,
+    env = {**provenance.machine(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+           "cuda": torch.version.cuda,
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic)}

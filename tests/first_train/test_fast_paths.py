@@ -58,8 +58,16 @@ def _assert_same(a, b, *, rtol: float) -> None:
     torch.testing.assert_close(la, lb, rtol=rtol, atol=0)
     assert ga.keys() == gb.keys() and ga
     for name in ga:  # relative to the tensor's own scale: round-off, not a different gradient
+        # A different gradient (a wrong position, a missing term) is off by O(1). fp32 round-off
+        # through 30 layers of backward is CPU- and shape-dependent (MKL blocks a matmul over all
+        # positions differently from one over the kept ones): on an AMD EPYC, SmolLM2's losses
+        # agreed to 1e-7 while a LayerNorm weight's gradient differed by up to 2e-4 relative (both
+        # in norm and in its largest element), and run to run. So both within 100·rtol.
+        diff = ga[name] - gb[name]
+        norm = gb[name].norm().clamp_min(1e-30)
         scale = gb[name].abs().max().clamp_min(1e-30)
-        assert float((ga[name] - gb[name]).abs().max() / scale) < rtol * 10, name
+        assert float(diff.norm() / norm) < rtol * 100, name
+        assert float(diff.abs().max() / scale) < rtol * 100, name
 
 
 def _objective(loss: str, teacher=None):

@@ -127,8 +127,7 @@ def _read_json_file(path: Path) -> Any:
 
 
 def _is_results(path: Path) -> bool:
-    return path.suffix == ".json" and (path.name == "results.json" or bool(_NEW_RESULTS.match(path.name))
-                                       or path.name.startswith("results"))
+    return path.suffix == ".json" and path.name.startswith("results")  # results.json, results_<date>.json
 
 
 def _task_of_old(path: Path, tasks: Iterable[str]) -> str | None:

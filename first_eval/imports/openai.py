@@ -67,7 +67,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,7 @@ def read_openai(
     formats: dict[str, int] = {}
     touched, whitespace_only = 0, 0
     k_touched: set[int] = set()
-    for lineno, obj in _lines(p):
+    for lineno, obj in json_lines(p):
         where = f"{p}:{lineno}"
         row, fmt, k, all_space = _row(obj, where, model=model, dataset=dataset, stem=p.stem)
         key = (row["model"], row["dataset"], row["id"])
@@ -208,10 +208,6 @@ def read_openai(
 
 
 # --------------------------------------------------------------------------- one line
-def _lines(path: Path) -> Iterable[tuple[int, dict]]:
-    return json_lines(path)
-
-
 def _row(obj: Mapping[str, Any], where: str, *, model: str | None, dataset: str | None,
          stem: str) -> tuple[dict[str, Any], str, int, bool]:
     missing = [f for f in ("id", "label", "response") if obj.get(f) is None or obj.get(f) == ""]

@@ -14,7 +14,7 @@ from first_eval import rundir
 from first_eval.fileio import write_text_atomic
 from first_eval.report.claims import Claim, check_claims
 from first_eval.report.html import render_html
-from first_eval.report.markdown import render_markdown, roles_of
+from first_eval.report.markdown import is_predictions_run, render_markdown, roles_of
 
 __all__ = ["Claim", "build_report", "check_claims", "is_predictions_run"]
 
@@ -40,12 +40,6 @@ def with_confidence(run) -> list[dict]:
         mean = sum(c) / len(c)
         rows.append({**r, "mean_confidence": mean, "confidence_gap": mean - r["accuracy"]})
     return rows
-
-
-def is_predictions_run(run) -> bool:
-    """Whether the run was made from a predictions table alone (``first-eval report --predictions``)."""
-    source = run.info.get("source")
-    return isinstance(source, dict) and source.get("kind") == "predictions"
 
 
 def build_report(run_dir: str | Path, *, shown_as: str | Path | None = None) -> tuple[Path, Path]:

@@ -16,7 +16,8 @@ from first_eval.report.claims import VALIDATION, Claim
 from first_eval.report.markdown import (
     CALIBRATION_HEADER, COMPARISON_HEADER, ECE_CI_NOTE, HEADLINE_HEADER, KNOWLEDGE_HEADER, OTHER_HEADER,
     SEED_HEADER, TRAJECTORY_HEADER, calibration_rows, cell, comparison_rows, environment_items, headline_rows,
-    intro, knowledge_rows, lead_title, title_of, other_rows, roles_of, seed_rows, trajectory_rows,
+    intro, is_predictions_run, knowledge_rows, lead_title, title_of, other_rows, roles_of, seed_rows,
+    trajectory_rows,
 )
 
 FIRST_ARM = "student-first"
@@ -85,7 +86,6 @@ def _figures(run) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tu
     baselines), the others, and the paired-difference ones."""
     from first_eval import plots
     from first_eval.calibration import reliability_diagram
-    from first_eval.report import is_predictions_run
 
     meta = run.metrics.get("metadata", {})
     roles = roles_of(run)

@@ -225,8 +225,8 @@ def intro(run, esc=str, code=None) -> str:
     format, ``code`` (default ``esc``) also marks it as code."""
     info, meta = run.info, run.metrics.get("metadata", {})
     code = code or esc
-    source = info.get("source")
-    if isinstance(source, dict) and source.get("kind") == "predictions":
+    if is_predictions_run(run):
+        source = info["source"]
         readings = ", ".join(source.get("readings") or [])
         return (f"Run {code(run.name)}, created {esc(info.get('created', '?'))} from the predictions table "
                 f"{code(source.get('path', '?'))} (digest {code(source.get('digest', '?'))}"
@@ -243,17 +243,21 @@ def intro(run, esc=str, code=None) -> str:
             "enter a verdict.")
 
 
+def is_predictions_run(run) -> bool:
+    """Whether the run was made from a predictions table alone (``first-eval report --predictions``)."""
+    source = run.info.get("source")
+    return isinstance(source, dict) and source.get("kind") == "predictions"
+
+
 def title_of(run) -> str:
     """``Study: NAME``, or ``Calibration report: NAME`` for a run made from predictions alone."""
-    source = run.info.get("source")
-    kind = "Calibration report" if isinstance(source, dict) and source.get("kind") == "predictions" else "Study"
+    kind = "Calibration report" if is_predictions_run(run) else "Study"
     return f"{kind}: {run.info.get('study', run.name)}"
 
 
 def lead_title(run) -> str:
     """The heading of the verdict list: the paper's claims for a study, findings for a predictions run."""
-    source = run.info.get("source")
-    if isinstance(source, dict) and source.get("kind") == "predictions":
+    if is_predictions_run(run):
         return "What it found"
     return "What held and what did not"
 
